@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine: `make reproduce` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel by default; on a GPU machine with its own torch in the venv nothing is installed over it.
+TORCH ?= torch==2.13.0
+PROFILE ?= default
+BIN := $(VENV)/bin
+# One thread per process: oversubscription makes training 10-35x slower on shared machines.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export MPLBACKEND ?= Agg
+export TQDM_MININTERVAL ?= 10
+
+.PHONY: setup system-deps reproduce test clean-results
+
+reproduce: setup
+	$(BIN)/python -m speechkit run --profile $(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest
+
+setup: system-deps $(VENV)/.installed
+
+# Debian packages the benchmark needs (espeak-ng speaks it). Installed when missing and we may; else say how.
+system-deps:
+	@if ! command -v espeak-ng >/dev/null 2>&1; then \
+	  cmd="apt-get install -y --no-install-recommends espeak-ng"; \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing espeak-ng: $$cmd"; (apt-get update -qq || true) && $$cmd; \
+	  elif sudo -n true 2>/dev/null; then echo "installing espeak-ng: sudo $$cmd"; sudo apt-get update -qq; sudo $$cmd; \
+	  else echo "error: espeak-ng is missing and this user cannot install it. Run:  sudo $$cmd" >&2; exit 1; fi; \
+	fi
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (speechkit)" >/dev/null
+	$(BIN)/python -m pip check
+	touch $@
+
+clean-results:
+	rm -rf results/smoke

@@ -1,0 +1,5 @@
+import sys
+
+from speechkit.runner import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""What notebooks show: tables, plots and playable audio (built here so notebooks stay thin)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from speechkit.audio import load_utterance, wav_bytes
+from speechkit.manifest import Utterance, read_manifest
+from speechkit.results import Metric, format_value
+
+
+def audio_tag(audio: np.ndarray) -> str:
+    """An HTML <audio> element with the waveform embedded, so it plays in JupyterLab, saved notebooks and Voila."""
+    data = base64.b64encode(wav_bytes(audio)).decode("ascii")
+    return f'<audio controls preload="none" src="data:audio/wav;base64,{data}"></audio>'
+
+
+def utterance_table(utterances: Sequence[Utterance], root: str | Path, columns: Sequence[str] = ()) -> str:
+    """HTML table of utterances with their audio, transcript and chosen extra columns (taken from `meta` or fields)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("id", "audio", "transcript", *columns))
+    rows = []
+    for utterance in utterances:
+        extra = [utterance.meta.get(c, getattr(utterance, c, "")) for c in columns]
+        cells = [html.escape(utterance.id), audio_tag(load_utterance(utterance, root)),
+                 html.escape(utterance.text or "(unlabeled)"), *(html.escape(str(e)) for e in extra)]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def samples_by(utterances: Sequence[Utterance], key, per_group: int = 1) -> list[Utterance]:
+    """The first `per_group` utterances of each distinct value of key(utterance), in order of appearance."""
+    chosen: dict[object, list[Utterance]] = {}
+    for utterance in utterances:
+        group = chosen.setdefault(key(utterance), [])
+        if len(group) < per_group:
+            group.append(utterance)
+    return [u for group in chosen.values() for u in group]
+
+
+def metrics_table(metrics: Sequence[Metric]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(m.name)}</td><td>{html.escape(format_value(m))}</td></tr>"
+                   for m in metrics)
+    return f"<table><thead><tr><th>metric</th><th>value [95% CI]</th></tr></thead><tbody>{rows}</tbody></table>"
+
+
+def plot_benchmark(root: str | Path) -> plt.Figure:
+    """Durations per group, hours per manifest, and the speaker timeline of the first test conversation."""
+    root = Path(root)
+    groups = {"source": "source_train", "medical": "medical_test", "finance": "finance_test",
+              "multilingual": "multilingual_train", "conversation turns": "conversation_turns_train"}
+    manifests = {name: read_manifest(root / f"{name}.jsonl", check_audio=False)
+                 for name in sorted(p.stem for p in root.glob("*.jsonl")
+                                    if p.stem != "text_corpus" and not p.stem.startswith("conversations_")
+                                    and not p.stem.endswith("_reference"))}
+    figure, (durations, hours, timeline) = plt.subplots(1, 3, figsize=(16, 4))
+    for label, name in groups.items():
+        values = [u.duration for u in manifests.get(name, [])]
+        if values:
+            durations.hist(values, bins=30, alpha=0.5, label=label)
+    durations.set(title="utterance durations", xlabel="seconds", ylabel="utterances")
+    durations.legend(fontsize=8)
+    names = list(manifests)
+    hours.barh(names, [sum(u.duration for u in manifests[n]) / 3600 for n in names])
+    hours.set(title="audio per manifest", xlabel="hours")
+    hours.tick_params(axis="y", labelsize=7)
+    turns = manifests.get("conversation_turns_test", [])
+    first = [t for t in turns if turns and t.conversation == turns[0].conversation]
+    speakers = sorted({t.speaker for t in first})
+    for turn in first:
+        timeline.barh(speakers.index(turn.speaker), turn.duration, left=turn.offset, alpha=0.7)
+    timeline.set(title=f"who speaks when: {first[0].conversation}" if first else "no conversation",
+                 xlabel="seconds", yticks=range(len(speakers)), yticklabels=speakers)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,235 @@
+"""The headless face of the kit: run the numbered notebooks of a profile in order with papermill.
+
+    python -m speechkit run --profile default [--from STAGE] [--to STAGE] [--out DIR] [--data DIR] [--force]
+
+A profile is the set of notebooks that have a parameter file `notebooks/params/<profile>/<stage>.yaml`. Before any
+notebook starts, every parameter file is checked against its notebook's `parameters` cell (papermill itself only
+warns about unknown names). Each stage writes its executed notebook and outputs to `<out>/<profile>/<stage>/`; a
+stage whose `stage.json` records the same key (notebook code, parameters, and the keys of the stages before it) is
+skipped. The run ends with `<out>/<profile>/summary.json` and `summary.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import yaml
+
+from speechkit.fileio import write_json, write_text
+from speechkit.results import REPO_ROOT, Metric, format_value, load_metrics, provenance
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+PROFILES = ("smoke", "default", "full")
+# Set by the runner in every notebook; each notebook declares them in its parameters cell.
+INJECTED = ("profile", "output_dir", "data_dir")
+STAGE_FILE = "stage.json"
+
+
+class ParameterError(ValueError):
+    pass
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str                # notebook stem, e.g. "00_data"
+    notebook: Path
+    parameters: dict
+
+    def code_hash(self) -> str:
+        """Hash of the code cells only: editing outputs or markdown does not invalidate results."""
+        cells = nbformat.read(self.notebook, as_version=4).cells
+        code = "\n\x00".join(cell.source for cell in cells if cell.cell_type == "code")
+        return hashlib.sha256(code.encode()).hexdigest()
+
+
+def discover(profile: str, notebooks: Path = NOTEBOOKS) -> list[Stage]:
+    """The stages of `profile`, in notebook order, with their parameter files loaded (not yet validated)."""
+    params_dir = notebooks / "params" / profile
+    if not params_dir.is_dir():
+        known = sorted(p.name for p in (notebooks / "params").iterdir() if p.is_dir())
+        raise ParameterError(f"unknown profile {profile!r}; known profiles: {', '.join(known)}")
+    stages = []
+    for path in sorted(params_dir.glob("*.yaml")):
+        notebook = notebooks / f"{path.stem}.ipynb"
+        if not notebook.is_file():
+            raise ParameterError(f"{path}: no notebook {notebook.name} for this parameter file")
+        try:
+            parameters = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ParameterError(f"{path}: not valid YAML: {error}") from error
+        if not isinstance(parameters, dict):
+            raise ParameterError(f"{path}: expected a mapping of parameter names to values")
+        stages.append(Stage(path.stem, notebook, parameters))
+    if not stages:
+        raise ParameterError(f"profile {profile!r} has no parameter files in {params_dir}")
+    return stages
+
+
+def declared_parameters(notebook: Path) -> dict[str, object]:
+    """Names and default values of the notebook's `parameters` cell (which must hold plain literals)."""
+    cells = [c for c in nbformat.read(notebook, as_version=4).cells
+             if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"{notebook.name}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    defaults = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ParameterError(f"{notebook.name}: the parameters cell may only assign literals to names "
+                                 f"(line {node.lineno})")
+        try:
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError as error:
+            raise ParameterError(f"{notebook.name}: parameter {node.targets[0].id!r} is not a literal") from error
+    missing = [name for name in INJECTED if name not in defaults]
+    if missing:
+        raise ParameterError(f"{notebook.name}: the parameters cell must declare {', '.join(missing)}")
+    return defaults
+
+
+def validate(stage: Stage) -> None:
+    """Unknown names and values whose type differs from the declared default are errors (int is accepted as float)."""
+    defaults = declared_parameters(stage.notebook)
+    problems = []
+    for name, value in stage.parameters.items():
+        if name in INJECTED:
+            problems.append(f"{name!r} is set by the runner, not by parameter files")
+        elif name not in defaults:
+            close = [d for d in defaults if d.lower().replace("_", "") == name.lower().replace("_", "")]
+            problems.append(f"unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        elif not _same_type(defaults[name], value):
+            problems.append(f"{name!r} should be {type(defaults[name]).__name__} like its default "
+                            f"{defaults[name]!r}, got {value!r}")
+    if problems:
+        raise ParameterError(f"{stage.name}: " + "; ".join(problems))
+
+
+def _same_type(default: object, value: object) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return type(default) is type(value)
+
+
+def select(stages: list[Stage], first: str | None, last: str | None) -> list[Stage]:
+    """Stages from `first` to `last` inclusive; a stage may be named by its stem or its number (e.g. "00")."""
+    def index(name: str) -> int:
+        matches = [i for i, s in enumerate(stages) if name in (s.name, s.name.split("_")[0])]
+        if not matches:
+            raise ParameterError(f"no stage {name!r}; stages: {', '.join(s.name for s in stages)}")
+        return matches[0]
+    start = index(first) if first else 0
+    stop = index(last) if last else len(stages) - 1
+    if start > stop:
+        raise ParameterError(f"--from {first} comes after --to {last}")
+    return stages[start:stop + 1]
+
+
+def stage_key(stage: Stage, parameters: dict, previous_key: str) -> str:
+    record = json.dumps({"code": stage.code_hash(), "parameters": parameters, "previous": previous_key},
+                        sort_keys=True)
+    return hashlib.sha256(record.encode()).hexdigest()
+
+
+def run(profile: str, first: str | None = None, last: str | None = None, out: str | Path = "results",
+        data: str | Path | None = None, force: bool = False, notebooks: Path = NOTEBOOKS,
+        log=print) -> Path:
+    """Run the profile's stages; returns the summary path. Raises StageFailed naming the stage, cell and error."""
+    import papermill  # imported here: `--help` and parameter errors should not wait for it
+
+    all_stages = discover(profile, notebooks)
+    for stage in all_stages:  # validate every stage before running any
+        validate(stage)
+    chosen = {s.name for s in select(all_stages, first, last)}
+    out_dir = Path(out).resolve() / profile
+    data_dir = Path(data).resolve() if data else REPO_ROOT / "data_manifests" / profile
+    started = time.perf_counter()
+    previous_key = ""
+    for number, stage in enumerate(all_stages, start=1):
+        stage_dir = out_dir / stage.name
+        parameters = {**stage.parameters, "profile": profile, "output_dir": str(stage_dir),
+                      "data_dir": str(data_dir)}
+        key = stage_key(stage, parameters, previous_key)
+        previous_key = key
+        if stage.name not in chosen:
+            continue
+        prefix = f"[{number}/{len(all_stages)}] {stage.name}"
+        marker = stage_dir / STAGE_FILE
+        if not force and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+            log(f"{prefix}: outputs exist for these parameters, skipped (--force reruns)")
+            continue
+        log(f"{prefix}: running (elapsed {time.perf_counter() - started:.0f} s)")
+        marker.unlink(missing_ok=True)  # a failed rerun must not look finished
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        executed = stage_dir / f"{stage.name}.ipynb"
+        partial = stage_dir / f".{stage.name}.running.ipynb"
+        stage_started = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(stage.notebook), str(partial), parameters=parameters,
+                                       kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False,
+                                       log_output=False)
+        except papermill.PapermillExecutionError as error:
+            failed = stage_dir / f"{stage.name}.failed.ipynb"
+            os.replace(partial, failed)
+            raise StageFailed(f"stage {stage.name} failed in cell {error.cell_index} (execution count "
+                              f"{error.exec_count}): {error.ename}: {error.evalue}\n"
+                              f"the executed notebook is kept at {failed}") from None
+        os.replace(partial, executed)
+        seconds = time.perf_counter() - stage_started
+        write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance()})
+        write_json(marker, {"key": key, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        log(f"{prefix}: done in {seconds:.0f} s (elapsed {time.perf_counter() - started:.0f} s)")
+    summary = write_summary(out_dir, [s.name for s in all_stages])
+    log(f"summary: {summary}")
+    return summary
+
+
+def write_summary(out_dir: Path, stage_names: list[str]) -> Path:
+    """`summary.json` and `summary.md`: one row per metric of every finished stage, in stage order."""
+    rows = []
+    for name in stage_names:
+        if (out_dir / name / STAGE_FILE).is_file():
+            rows += [{"stage": name, **dataclasses.asdict(m)} for m in load_metrics(out_dir / name)]
+    write_json(out_dir / "summary.json", rows)
+    lines = [f"# Results: profile `{out_dir.name}`", "",
+             "Rates in %, with 95% bootstrap confidence intervals in brackets where they apply.", "",
+             "| stage | metric | value [95% CI] | paper's claim |", "| --- | --- | --- | --- |"]
+    for row in rows:
+        metric = Metric(**{k: v for k, v in row.items() if k != "stage"})
+        lines.append(f"| {row['stage']} | {row['name']} | {format_value(metric)} | {row['claim'] or ''} |")
+    write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
+    return out_dir / "summary.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m speechkit", description="speechkit pipeline runner")
+    commands = parser.add_subparsers(dest="command", required=True)
+    runner = commands.add_parser("run", help="execute the notebooks of a profile in order")
+    runner.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)} (any folder in "
+                                                         f"notebooks/params)")
+    runner.add_argument("--from", dest="first", help="first stage to run (name or number)")
+    runner.add_argument("--to", dest="last", help="last stage to run (name or number)")
+    runner.add_argument("--out", default="results", help="results folder (default: results)")
+    runner.add_argument("--data", help="benchmark folder (default: data_manifests/<profile>)")
+    runner.add_argument("--force", action="store_true", help="rerun stages whose outputs exist")
+    args = parser.parse_args(argv)
+    try:
+        run(args.profile, args.first, args.last, args.out, args.data, args.force)
+    except (ParameterError, StageFailed) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ParameterError) else 1
+    return 0

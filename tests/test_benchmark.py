@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechkit.benchmark import BenchmarkConfig, content_hash, generate
+from speechkit.manifest import read_conversations, read_manifest
+from speechkit.scoring import diarization_error_rate, speaker_attributed_wer
+from speechkit.synth import Augmentation, add_noise, augment, make_noise
+from speechkit.text import words
+from speechkit.textgen import build_domains, entity_lexicon
+
+SPLITS = ["source_train", "source_dev", "source_test", "medical_pool", "medical_dev", "medical_test", "finance_pool",
+          "finance_dev", "finance_test", "multilingual_train", "multilingual_dev", "multilingual_test",
+          "conversation_turns_train", "conversation_turns_dev", "conversation_turns_test"]
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="source_train must be >= 0"):
+        BenchmarkConfig(source_train=-1)
+    with pytest.raises(TypeError, match="must be an integer"):
+        BenchmarkConfig(source_test=2.5)
+    with pytest.raises(TypeError, match="must be a number"):
+        BenchmarkConfig(workers=True)
+    with pytest.raises(ValueError, match="snr_db_min"):
+        BenchmarkConfig(snr_db_min=30.0)
+    assert BenchmarkConfig.from_params({"seed": 3, "profile": "smoke"}).seed == 3
+
+
+def test_every_manifest_validates_against_its_audio(smoke_benchmark):
+    root, record = smoke_benchmark
+    config = BenchmarkConfig(**record["config"])
+    for name in SPLITS:
+        utterances = read_manifest(root / f"{name}.jsonl", strict_format=True)
+        assert utterances, name
+    assert len(read_manifest(root / "source_train.jsonl")) == config.source_train
+    assert len(read_manifest(root / "multilingual_test.jsonl")) == 5 * config.multilingual_test
+    assert not (root.parent / "smoke.partial").exists()
+
+
+def test_target_domains_carry_context_and_entities_unseen_in_training(smoke_benchmark):
+    root, record = smoke_benchmark
+    lexicon = {d: set(entity_lexicon(domain)) for d, domain in build_domains(0).items() if d in ("medical", "finance")}
+    training_words = {w for name in ("source_train", "multilingual_train", "conversation_turns_train")
+                      for u in read_manifest(root / f"{name}.jsonl") for w in words(u.text, "basic")}
+    for domain in ("medical", "finance"):
+        for utterance in read_manifest(root / f"{domain}_test.jsonl"):
+            names = utterance.entity_texts()
+            assert names and set(names) <= lexicon[domain]
+            assert set(names) <= set(utterance.context.entities)
+            assert len(utterance.context.entities) >= 8
+            assert not {w for n in names for w in words(n, "basic")} & training_words
+    assert record["entity_oov_rate"] == 1.0
+
+
+def test_pool_is_unlabeled_with_a_separate_reference(smoke_benchmark):
+    root, _ = smoke_benchmark
+    pool = read_manifest(root / "medical_pool.jsonl")
+    reference = read_manifest(root / "medical_pool_reference.jsonl")
+    assert all(u.text is None and not u.entities for u in pool)
+    assert [u.id for u in pool] == [u.id for u in reference] and all(u.text for u in reference)
+
+
+def test_eval_speakers_never_speak_in_training(smoke_benchmark):
+    root, _ = smoke_benchmark
+    train = {u.speaker for n in ("source_train", "medical_pool", "multilingual_train")
+             for u in read_manifest(root / f"{n}.jsonl")}
+    evaluation = {u.speaker for n in ("source_test", "medical_test", "multilingual_test", "conversation_turns_test")
+                  for u in read_manifest(root / f"{n}.jsonl")}
+    assert not train & evaluation
+
+
+def test_augmentation_amounts_are_recorded(smoke_benchmark):
+    root, _ = smoke_benchmark
+    records = [u.meta.get("augmentation", {}) for n in SPLITS[:9] for u in read_manifest(root / f"{n}.jsonl")]
+    assert any(records) and all(set(r) <= {"speed", "rt60", "noise", "snr_db"} for r in records)
+    assert all(5.0 <= r["snr_db"] <= 25.0 for r in records if "snr_db" in r)
+
+
+def test_noise_is_mixed_at_the_requested_snr():
+    rng = np.random.default_rng(0)
+    clean = np.sin(np.linspace(0, 400, 16_000)).astype(np.float32)
+    noise = make_noise("pink", len(clean), rng)
+    mixed = add_noise(clean, noise, snr_db=10.0)
+    measured = 10 * np.log10(np.mean(clean ** 2) / np.mean((mixed - clean) ** 2))
+    assert measured == pytest.approx(10.0, abs=1e-3)
+    slower = augment(clean, Augmentation(speed=0.9), rng)
+    assert len(slower) == pytest.approx(len(clean) / 0.9, abs=2)
+
+
+def test_conversations_have_overlap_and_consistent_references(smoke_benchmark):
+    root, _ = smoke_benchmark
+    for split in ("train", "dev", "test"):
+        [conversation] = read_conversations(root / f"conversations_{split}.jsonl")
+        turns = read_manifest(root / f"conversation_turns_{split}.jsonl")
+        assert 2 <= len(conversation.speakers) <= 4 and {t.speaker for t in turns} <= set(conversation.speakers)
+        assert [t.turn for t in turns] == list(range(len(turns)))
+        assert sf.info(str(root / conversation.audio)).duration == pytest.approx(conversation.duration, abs=0.01)
+        seglst = json.loads((root / f"conversations_{split}.seglst.json").read_text())
+        assert len(seglst) == len(turns)
+        assert speaker_attributed_wer(seglst, seglst, "english", collar=5).rate == 0.0
+        assert diarization_error_rate(seglst, seglst).rate == 0.0
+        rttm = (root / f"conversations_{split}.rttm").read_text().splitlines()
+        assert len(rttm) == len(turns) and rttm[0].startswith(f"SPEAKER {conversation.id} 1 ")
+
+
+def test_text_corpus_is_large_covers_every_domain_and_holds_no_spoken_sentence(smoke_benchmark):
+    root, record = smoke_benchmark
+    corpus = [json.loads(line) for line in (root / "text_corpus.jsonl").read_text().splitlines()]
+    spoken = {u.text for n in SPLITS + ["medical_pool_reference", "finance_pool_reference"]
+              for u in read_manifest(root / f"{n}.jsonl") if u.text}
+    assert {row["domain"] for row in corpus} == {"general", "medical", "finance", "fr", "de", "es", "ja", "ko"}
+    assert not {row["text"] for row in corpus} & spoken
+    spoken_words = sum(len(t.split()) for t in spoken)
+    assert record["text_corpus_words"] >= 20 * spoken_words
+
+
+@pytest.mark.slow
+def test_same_seed_same_benchmark_and_splits_independent_of_other_sizes(tmp_path, smoke_benchmark):
+    _, record = smoke_benchmark
+    again = generate(BenchmarkConfig(workers=2), tmp_path / "again", progress=False)
+    assert again["sha256"] == record["sha256"] == content_hash(tmp_path / "again")
+    tiny = dict(source_train=1, source_dev=0, source_test=2, target_pool=0, target_dev=0, target_test=1,
+                multilingual_train=0, multilingual_dev=0, multilingual_test=0, conversations_train=0,
+                conversations_dev=0, conversations_test=0, workers=1)
+    small = generate(BenchmarkConfig(**tiny), tmp_path / "small", progress=False)
+    bigger = generate(BenchmarkConfig(**{**tiny, "source_train": 3}), tmp_path / "bigger", progress=False)
+    assert small["sha256"] != bigger["sha256"]
+    for name in ("source_test.jsonl", "medical_test.jsonl", "audio/source_test/source_test-00001.wav"):
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "bigger" / name).read_bytes()
+    different_seed = generate(BenchmarkConfig(**{**tiny, "seed": 1}), tmp_path / "seed1", progress=False)
+    assert (tmp_path / "seed1/source_test.jsonl").read_bytes() != (tmp_path / "small/source_test.jsonl").read_bytes()
+    assert different_seed["sha256"] != small["sha256"]

@@ -1,0 +1,62 @@
+"""Notebook hygiene, and the data notebook run through the runner in the smoke profile."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from speechkit.manifest import read_manifest
+from speechkit.runner import INJECTED, declared_parameters, discover, run, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS][:1] == ["00_data.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_hygiene(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be stripped"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0], "exactly one parameters cell, the first code cell"
+    assert set(INJECTED) <= set(declared_parameters(path))
+
+
+@pytest.mark.parametrize("params", sorted((ROOT / "notebooks" / "params").glob("*/*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_yaml_key_is_declared_with_its_type(params):
+    declared = declared_parameters(ROOT / "notebooks" / f"{params.stem}.ipynb")
+    assert set(yaml.safe_load(params.read_text())) <= set(declared)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "full"])
+def test_profiles_validate(profile):
+    for stage in discover(profile):
+        validate(stage)
+
+
+def test_smoke_defaults_equal_the_smoke_parameter_files():
+    for stage in discover("smoke"):
+        declared = declared_parameters(stage.notebook)
+        assert {k: declared[k] for k in stage.parameters} == stage.parameters, stage.name
+
+
+@pytest.mark.slow
+def test_data_notebook_runs_through_the_runner(tmp_path):
+    out, data = tmp_path / "results", tmp_path / "data"
+    summary = run("smoke", last="00_data", out=out, data=data)
+    executed = nbformat.read(out / "smoke" / "00_data" / "00_data.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the plots are embedded"
+    assert any("<audio" in o.get("data", {}).get("text/html", "") for o in outputs), "samples are playable"
+    rows = json.loads((out / "smoke" / "summary.json").read_text())
+    assert {r["name"] for r in rows} >= {"entity OOV rate (target dev/test)", "labeled source hours (train)"}
+    assert "entity OOV rate" in summary.read_text()
+    assert read_manifest(data / "source_test.jsonl")

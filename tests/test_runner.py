@@ -1,0 +1,119 @@
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from speechkit.runner import ParameterError, StageFailed, main, run
+
+PARAMETERS = 'profile = "smoke"\noutput_dir = ""\ndata_dir = ""\nvalue = 1.0\nfail = False\n'
+BODY = """
+from speechkit.results import Metric, save_metrics
+if fail:
+    raise RuntimeError("planned failure")
+save_metrics(output_dir, [Metric("value", value * 0.01, ci_low=0.0, ci_high=0.02, unit="rate", claim="about 1%")])
+"""
+
+
+def make_notebook(path, parameters=PARAMETERS, tagged=True):
+    cells = [new_code_cell(parameters, metadata={"tags": ["parameters"]} if tagged else {}), new_code_cell(BODY)]
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}, "language_info": {"name": "python"}})
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def project(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    (notebooks / "params" / "smoke").mkdir(parents=True)
+    for stage in ("00_first", "01_second"):
+        make_notebook(notebooks / f"{stage}.ipynb")
+        (notebooks / "params" / "smoke" / f"{stage}.yaml").write_text("value: 2.0\n")
+    return notebooks, tmp_path / "results"
+
+
+def go(project, logs=None, **kwargs):
+    notebooks, out = project
+    return run("smoke", out=out, data=out.parent / "data", notebooks=notebooks,
+               log=(logs.append if logs is not None else lambda _: None), **kwargs)
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("valeu: 2.0\n", "unknown parameter 'valeu'"),
+    ("Value: 2.0\n", "did you mean 'value'"),
+    ("value: two\n", "'value' should be float like its default 1.0, got 'two'"),
+    ("fail: 1\n", "'fail' should be bool"),
+    ("output_dir: /tmp/x\n", "'output_dir' is set by the runner"),
+    ("value: [1\n", "not valid YAML"),
+])
+def test_bad_parameters_fail_before_any_notebook_runs(project, yaml_text, message):
+    notebooks, out = project
+    (notebooks / "params" / "smoke" / "01_second.yaml").write_text(yaml_text)
+    with pytest.raises(ParameterError, match=message):
+        go(project)
+    assert not out.exists()
+
+
+def test_notebook_without_declared_parameters_cell_is_rejected(project):
+    notebooks, out = project
+    make_notebook(notebooks / "01_second.ipynb", tagged=False)
+    with pytest.raises(ParameterError, match="exactly one cell tagged 'parameters', found 0"):
+        go(project)
+    make_notebook(notebooks / "01_second.ipynb", parameters="profile = 'smoke'\nvalue = 1.0\n")
+    with pytest.raises(ParameterError, match="must declare output_dir, data_dir"):
+        go(project)
+
+
+def test_unknown_profile_and_stage(project):
+    notebooks, out = project
+    with pytest.raises(ParameterError, match="unknown profile 'smok'; known profiles: smoke"):
+        run("smok", out=out, notebooks=notebooks)
+    with pytest.raises(ParameterError, match="no stage '07'"):
+        go(project, first="07")
+
+
+def test_run_skip_force_and_summary(project):
+    notebooks, out = project
+    logs = []
+    summary = go(project, logs)
+    stage_dir = out / "smoke" / "00_first"
+    assert (stage_dir / "00_first.ipynb").is_file() and (stage_dir / "params.json").is_file()
+    assert json.loads((stage_dir / "params.json").read_text())["parameters"]["value"] == 2.0
+    rows = json.loads((out / "smoke" / "summary.json").read_text())
+    assert [(r["stage"], r["name"], r["value"]) for r in rows] == [("00_first", "value", 0.02),
+                                                                   ("01_second", "value", 0.02)]
+    assert "| 00_first | value | 2.00% [0.00, 2.00] | about 1% |" in summary.read_text()
+    assert any("[1/2] 00_first: running" in line for line in logs)
+
+    logs.clear()
+    go(project, logs)
+    assert sum("skipped" in line for line in logs) == 2
+
+    logs.clear()
+    go(project, logs, force=True, first="01")
+    assert any("01_second: running" in line for line in logs) and not any("00_first" in line for line in logs)
+
+    # new parameters for the first stage invalidate it and every stage after it
+    (notebooks / "params" / "smoke" / "00_first.yaml").write_text("value: 3.0\n")
+    logs.clear()
+    go(project, logs)
+    assert sum("running" in line for line in logs) == 2
+
+
+def test_failure_names_stage_cell_and_error_and_keeps_earlier_results(project):
+    notebooks, out = project
+    (notebooks / "params" / "smoke" / "01_second.yaml").write_text("fail: true\n")
+    with pytest.raises(StageFailed, match=r"stage 01_second failed in cell \d+ .*RuntimeError: planned failure"):
+        go(project)
+    assert (out / "smoke" / "00_first" / "stage.json").is_file()
+    assert (out / "smoke" / "00_first" / "metrics.json").is_file()
+    assert (out / "smoke" / "01_second" / "01_second.failed.ipynb").is_file()
+    assert not (out / "smoke" / "01_second" / "stage.json").exists()
+    assert not list((out / "smoke").rglob(".*.tmp"))
+
+
+def test_command_line_reports_parameter_errors(project, capsys):
+    notebooks, out = project
+    (notebooks / "params" / "smoke" / "00_first.yaml").write_text("valeu: 1\n")
+    code = main(["run", "--profile", "nonexistent", "--out", str(out)])
+    assert code == 2 and "unknown profile 'nonexistent'" in capsys.readouterr().err
