@@ -85,12 +85,6 @@ class BenchmarkConfig:
         if self.snr_db_min > self.snr_db_max:
             raise ValueError(f"snr_db_min ({self.snr_db_min}) exceeds snr_db_max ({self.snr_db_max})")
 
-    @classmethod
-    def from_params(cls, params: dict) -> "BenchmarkConfig":
-        """Build from a notebook's parameters (other names, such as `profile`, are ignored)."""
-        names = {spec.name for spec in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
-
 
 @dataclass(frozen=True)
 class _Job:
@@ -166,14 +160,19 @@ def benchmark_metrics(record: dict) -> list[Metric]:
 
 
 def _speaker_pools(config: BenchmarkConfig) -> dict[tuple[str, str], list[Speaker]]:
-    """(language, "train"|"eval") -> speakers; eval speakers never appear in training audio."""
+    """(language, "train"|"eval") -> speakers; eval speakers never appear in training audio.
+
+    Eval speakers are drawn first from their own seed, so changing the number of training speakers (the pretrain
+    profile has more) leaves dev and test voices unchanged.
+    """
     pools = {}
     for language in ("en", *MULTILINGUAL):
-        rng = np.random.default_rng(_key(config.seed, f"speakers/{language}", 0))
         share = config.hibari_share if language == "en" else 0.0
-        everyone = make_speakers(language, config.train_speakers + config.eval_speakers, rng, f"{language}-", share)
-        pools[language, "train"] = everyone[:config.train_speakers]
-        pools[language, "eval"] = everyone[config.train_speakers:]
+        taken: set = set()
+        for role, count in (("eval", config.eval_speakers), ("train", config.train_speakers)):
+            rng = np.random.default_rng(_key(config.seed, f"speakers/{language}/{role}", 0))
+            prefix = f"{language}-eval-" if role == "eval" else f"{language}-"
+            pools[language, role] = make_speakers(language, count, rng, prefix, share, taken)
     return pools
 
 

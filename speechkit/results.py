@@ -10,11 +10,20 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 from speechkit.fileio import write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRICS_FILE = "metrics.json"
+
+
+def from_params(cls: type[T], params: dict) -> T:
+    """Build config dataclass `cls` from a notebook's parameters (names that are not its fields are ignored)."""
+    names = {spec.name for spec in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in params.items() if k in names})
 
 
 def repo_path(path: str | Path) -> Path:

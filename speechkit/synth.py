@@ -55,11 +55,16 @@ class Speaker:
 
 
 def make_speakers(language: str, count: int, rng: np.random.Generator, prefix: str,
-                  hibari_share: float = 0.0) -> list[Speaker]:
-    """`count` distinct speakers; for English a `hibari_share` of them use the neural voice at different paces."""
+                  hibari_share: float = 0.0, taken: set | None = None) -> list[Speaker]:
+    """`count` distinct speakers, none with a voice in `taken` (updated with theirs).
+
+    For English a `hibari_share` of them use the neural voice at different paces.
+    """
     speakers: list[Speaker] = []
-    seen = set()
-    while len(speakers) < count:
+    taken = set() if taken is None else taken
+    for _ in range(100 * count + 1000):
+        if len(speakers) == count:
+            return speakers
         if language == "en" and rng.random() < hibari_share:
             speed = round(float(rng.uniform(0.85, 1.2)), 2)
             key = ("hibari", speed)
@@ -71,10 +76,10 @@ def make_speakers(language: str, count: int, rng: np.random.Generator, prefix: s
             pitch = int(rng.integers(25, 76))
             key = (voice, variant, rate // 10, pitch // 10)
             speaker = Speaker(f"{prefix}{len(speakers):03d}", "espeak", voice, language, variant, rate, pitch)
-        if key not in seen:
-            seen.add(key)
+        if key not in taken:
+            taken.add(key)
             speakers.append(speaker)
-    return speakers
+    raise SynthesisError(f"cannot find {count} distinct {language} voices; ask for fewer speakers")
 
 
 def check_espeak() -> None:
