@@ -213,7 +213,8 @@ def _utterance(uid: str, audio: str, sentence: Sentence, domain: Domain, speaker
         lexicon = [name for name in entity_lexicon(domain) if name not in own]
         extra_count = max(0, config.context_entities - len(set(own)))
         distractors = [lexicon[i] for i in rng.choice(len(lexicon), size=extra_count, replace=False)]
-        names = sorted(set(own) | set(distractors), key=lambda _: rng.random())
+        names = list(dict.fromkeys(own + distractors))  # ordered: a set's order changes with PYTHONHASHSEED
+        names = [names[i] for i in rng.permutation(len(names))]
         context = Context(description=domain.description, entities=tuple(names))
     meta = {"voice": speaker.describe()}
     return Utterance(id=uid, audio=audio, duration=0.0, language=domain.language, speaker=speaker.id,

@@ -78,3 +78,17 @@ def plot_benchmark(root: str | Path) -> plt.Figure:
                  xlabel="seconds", yticks=range(len(speakers)), yticklabels=speakers)
     figure.tight_layout()
     return figure
+
+
+def plot_training(log) -> plt.Figure:
+    """Loss curve (with its named parts) and learning rate of a `training.TrainLog`."""
+    figure, (losses, rates) = plt.subplots(1, 2, figsize=(12, 3.5))
+    losses.plot(log.step, log.loss, label="loss")
+    for name in (log.parts[0] if log.parts else {}):
+        losses.plot(log.step, [p[name] for p in log.parts], label=name, alpha=0.6)
+    losses.set(xlabel="step", ylabel="loss", title="training loss", yscale="log")
+    losses.legend()
+    rates.plot(log.step, log.learning_rate)
+    rates.set(xlabel="step", ylabel="learning rate", title="schedule")
+    figure.tight_layout()
+    return figure

@@ -15,3 +15,30 @@ def smoke_benchmark(tmp_path_factory):
     root = tmp_path_factory.mktemp("benchmark") / "smoke"
     record = generate(BenchmarkConfig(workers=1), root, progress=False)
     return root, record
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory, smoke_benchmark):
+    """A tiny random Whisper and a tiny random Qwen2, saved as checkpoints (seconds; no training)."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from speechkit import asr, lm
+    from speechkit.manifest import read_manifest
+    from speechkit.pretrain import save_checkpoint
+    from speechkit.vocab import build_bpe_tokenizer, build_char_tokenizer
+
+    root, _ = smoke_benchmark
+    texts = [u.text for name in ("source_train", "multilingual_train") for u in read_manifest(root / f"{name}.jsonl")]
+    corpus = [json.loads(line)["text"] for line in (root / "text_corpus.jsonl").open()]
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    characters = build_char_tokenizer(texts + corpus)
+    whisper = asr.WhisperASR(asr.standin_config(characters, d_model=32, layers=1, heads=2))
+    save_checkpoint(whisper, characters, folder / "whisper")
+    bpe = build_bpe_tokenizer(corpus, 400)
+    llm = AutoModelForCausalLM.from_config(lm.standin_config(bpe, hidden=32, layers=1, heads=2, kv_heads=1))
+    save_checkpoint(llm, bpe, folder / "llm")
+    return folder / "whisper", folder / "llm"

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -132,6 +135,12 @@ def test_same_seed_same_benchmark_and_splits_independent_of_other_sizes(tmp_path
     assert small["sha256"] != bigger["sha256"]
     for name in ("source_test.jsonl", "medical_test.jsonl", "audio/source_test/source_test-00001.wav"):
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "bigger" / name).read_bytes()
+    # a fresh interpreter with another string-hash seed must produce the same bytes
+    script = ("import sys; from speechkit.benchmark import BenchmarkConfig, generate; "
+              f"print(generate(BenchmarkConfig(**{tiny!r}), sys.argv[1], progress=False)['sha256'])")
+    other = subprocess.run([sys.executable, "-c", script, str(tmp_path / "other")], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
+    assert other.stdout.split()[-1] == small["sha256"]
     different_seed = generate(BenchmarkConfig(**{**tiny, "seed": 1}), tmp_path / "seed1", progress=False)
     assert (tmp_path / "seed1/source_test.jsonl").read_bytes() != (tmp_path / "small/source_test.jsonl").read_bytes()
     assert different_seed["sha256"] != small["sha256"]

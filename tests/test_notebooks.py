@@ -9,6 +9,7 @@ import yaml
 
 from speechkit.manifest import read_manifest
 from speechkit.runner import INJECTED, declared_parameters, discover, run, validate
+from speechkit.speech_llm import SpeechLLM
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -36,7 +37,7 @@ def test_every_yaml_key_is_declared_with_its_type(params):
     assert set(yaml.safe_load(params.read_text())) <= set(declared)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "default", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "default", "pretrain", "full"])
 def test_profiles_validate(profile):
     for stage in discover(profile):
         validate(stage)
@@ -49,14 +50,24 @@ def test_smoke_defaults_equal_the_smoke_parameter_files():
 
 
 @pytest.mark.slow
-def test_data_notebook_runs_through_the_runner(tmp_path):
+def test_the_smoke_pipeline_runs_through_the_runner(tmp_path):
+    """Every notebook of the smoke profile, in order: data, pretraining, the three speech-LLM stages."""
     out, data = tmp_path / "results", tmp_path / "data"
-    summary = run("smoke", last="00_data", out=out, data=data)
+    summary = run("smoke", out=out, data=data)
     executed = nbformat.read(out / "smoke" / "00_data" / "00_data.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the plots are embedded"
     assert any("<audio" in o.get("data", {}).get("text/html", "") for o in outputs), "samples are playable"
-    rows = json.loads((out / "smoke" / "summary.json").read_text())
-    assert {r["name"] for r in rows} >= {"entity OOV rate (target dev/test)", "labeled source hours (train)"}
-    assert "entity OOV rate" in summary.read_text()
     assert read_manifest(data / "source_test.jsonl")
+    rows = json.loads((out / "smoke" / "summary.json").read_text())
+    names = {(r["stage"], r["name"]) for r in rows}
+    assert ("00_data", "entity OOV rate (target dev/test)") in names
+    assert ("01_pretrain_asr", "WER source_test [en]") in names
+    assert ("02_pretrain_lm", "LM perplexity medical dev") in names
+    for stage in ("10_stage1_projector", "11_stage2_special_tokens", "12_stage3_lora"):
+        assert (stage, "dev WER source_dev [en]") in names, stage
+        assert (out / "smoke" / stage / "checkpoint" / "trained.safetensors").is_file()
+    assert ("12_stage3_lora", "test stage 3 minus Whisper source_test [en]") in names
+    assert SpeechLLM.load(out / "smoke" / "12_stage3_lora" / "checkpoint").config.stages == (
+        "projector", "special tokens", "lora")
+    assert "12_stage3_lora" in summary.read_text()

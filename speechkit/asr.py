@@ -1,0 +1,179 @@
+"""The Whisper-architecture ASR: the kit's conventional baseline, the encoder of the speech LLM, and the "ASR model"
+of ReHear and Ling & Ye. The `pretrain` profile trains a small one from scratch (the stand-in); the `full` profile
+loads a real Whisper checkpoint through the same class.
+
+Two departures from `WhisperForConditionalGeneration`, both to serve short utterances cheaply and exactly:
+- `encode` runs the encoder on the batch's own length with a key-padding mask, instead of padding every utterance
+  to 30 s (8x the cost at 5 s); an utterance's encoding does not depend on what it is batched with;
+- a CTC head on the encoder output, an auxiliary loss that makes a small model from scratch learn several times faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedTokenizerFast, WhisperConfig, WhisperForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from speechkit.audio import load_utterance
+from speechkit.features import log_mel
+from speechkit.manifest import Hypothesis, Utterance
+from speechkit.vocab import language_tag
+
+ENCODER_FRAMES_PER_SECOND = 50  # Whisper's second convolution halves the 100 Hz mel frame rate
+
+
+def padding_mask(lengths: torch.Tensor, total: int) -> torch.Tensor:
+    """[batch, total] booleans, True where a position lies inside its utterance."""
+    return torch.arange(total, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def encode(encoder: WhisperEncoder, features: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                                    torch.Tensor]:
+    """Whisper's encoder on features of any length up to its positional table (30 s for real Whisper).
+
+    Returns (hidden states [batch, frames / 2, d_model], their valid lengths). Positions past an utterance's end are
+    zeroed between the convolutions and masked as attention keys, so the valid part equals what the utterance gives
+    alone (up to float rounding).
+    """
+    hidden = F.gelu(encoder.conv1(features.to(encoder.conv1.weight.dtype)))
+    hidden = hidden * padding_mask(frame_lengths, hidden.shape[-1])[:, None, :].to(hidden.dtype)
+    hidden = F.gelu(encoder.conv2(hidden)).transpose(1, 2)
+    lengths = (frame_lengths + 1) // 2  # kernel 3, stride 2, padding 1
+    frames = hidden.shape[1]
+    if frames > encoder.embed_positions.num_embeddings:
+        raise ValueError(f"audio of {frames / ENCODER_FRAMES_PER_SECOND:.1f} s exceeds the encoder's "
+                         f"{encoder.embed_positions.num_embeddings / ENCODER_FRAMES_PER_SECOND:.0f} s window")
+    hidden = hidden + encoder.embed_positions.weight[:frames]
+    hidden = F.dropout(hidden, p=encoder.dropout, training=encoder.training)
+    keep = padding_mask(lengths.to(hidden.device), frames)
+    mask = torch.zeros(keep.shape, dtype=hidden.dtype, device=hidden.device)
+    mask = mask.masked_fill(~keep, torch.finfo(hidden.dtype).min)[:, None, None, :]
+    for layer in encoder.layers:
+        hidden = layer(hidden, mask)
+    return encoder.layer_norm(hidden), lengths
+
+
+class WhisperASR(WhisperForConditionalGeneration):
+    """Whisper with a CTC head, decoding through the generic `generate` (greedy, beam, sampling, N-best)."""
+
+    def __init__(self, config: WhisperConfig):
+        super().__init__(config)
+        self.ctc_head = nn.Linear(config.d_model, config.vocab_size)
+
+    def generate(self, *args, **kwargs):
+        # Whisper's own generate re-runs the 30 s encoder and long-form logic; we pass `encoder_outputs` instead.
+        return GenerationMixin.generate(self, *args, **kwargs)
+
+
+def standin_config(tokenizer: PreTrainedTokenizerFast, d_model: int = 256, layers: int = 4, heads: int = 4,
+                   n_mels: int = 80, max_seconds: int = 30) -> WhisperConfig:
+    """A small Whisper (8 M parameters at the defaults) over the character tokenizer; special ids set explicitly."""
+    return WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=n_mels, d_model=d_model, encoder_layers=layers,
+        decoder_layers=layers, encoder_attention_heads=heads, decoder_attention_heads=heads,
+        encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, max_source_positions=max_seconds * 50,
+        max_target_positions=448, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id,
+        begin_suppress_tokens=None, suppress_tokens=None, dropout=0.1)
+
+
+@dataclass
+class ASRBatch:
+    features: torch.Tensor          # [batch, n_mels, frames]
+    frame_lengths: torch.Tensor     # [batch]
+    decoder_input_ids: torch.Tensor  # <sot> <|lang|> text, right-padded
+    decoder_attention_mask: torch.Tensor
+    labels: torch.Tensor            # <|lang|> text <eot>, shifted by one, -100 on padding
+    ctc_targets: torch.Tensor       # text ids, right-padded with 0
+    ctc_lengths: torch.Tensor
+
+    def to(self, device) -> "ASRBatch":
+        return ASRBatch(**{k: v.to(device) for k, v in vars(self).items()})
+
+
+def make_batch(utterances: Sequence[Utterance], root: str | Path, tokenizer: PreTrainedTokenizerFast,
+               n_mels: int, audios: Sequence[np.ndarray] | None = None) -> ASRBatch:
+    """Features and targets of labeled utterances (audio read from `root` unless given)."""
+    audios = audios if audios is not None else [load_utterance(u, root) for u in utterances]
+    features, frame_lengths = log_mel(audios, n_mels)
+    texts = [tokenizer(u.text, add_special_tokens=False).input_ids for u in utterances]
+    prompts = [[tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids(language_tag(u.language))] for u in utterances]
+    sequences = [prompt + text + [tokenizer.eos_token_id] for prompt, text in zip(prompts, texts, strict=True)]
+    width = max(len(s) for s in sequences) - 1
+    inputs = torch.full((len(sequences), width), tokenizer.pad_token_id)
+    labels = torch.full((len(sequences), width), -100)
+    for i, sequence in enumerate(sequences):
+        inputs[i, :len(sequence) - 1] = torch.tensor(sequence[:-1])
+        labels[i, :len(sequence) - 1] = torch.tensor(sequence[1:])
+    ctc_targets = torch.zeros(len(texts), max(len(t) for t in texts), dtype=torch.long)
+    for i, text in enumerate(texts):
+        ctc_targets[i, :len(text)] = torch.tensor(text)
+    return ASRBatch(features, frame_lengths, inputs, (labels != -100).long(), labels, ctc_targets,
+                    torch.tensor([len(t) for t in texts]))
+
+
+def loss(model: WhisperASR, batch: ASRBatch, ctc_weight: float = 0.3) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of the decoder plus `ctc_weight` x CTC on the encoder; returns (loss, parts for logging)."""
+    hidden, lengths = encode(model.model.encoder, batch.features, batch.frame_lengths)
+    decoded = model.model.decoder(input_ids=batch.decoder_input_ids, attention_mask=batch.decoder_attention_mask,
+                                  encoder_hidden_states=hidden)
+    logits = model.proj_out(decoded.last_hidden_state)
+    cross_entropy = F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=-100)
+    if ctc_weight == 0:
+        return cross_entropy, {"ce": cross_entropy.item()}
+    log_probs = F.log_softmax(model.ctc_head(hidden).float(), dim=-1).transpose(0, 1)
+    ctc = F.ctc_loss(log_probs, batch.ctc_targets, lengths, batch.ctc_lengths, blank=model.config.pad_token_id,
+                     zero_infinity=True)
+    return cross_entropy + ctc_weight * ctc, {"ce": cross_entropy.item(), "ctc": ctc.item()}
+
+
+def transcriber(model: WhisperASR, tokenizer: PreTrainedTokenizerFast, **options):
+    """A `speechkit.evaluation.Transcriber`: the best hypothesis of `transcribe` for each utterance."""
+    def transcribe_batch(utterances: Sequence[Utterance], audios: Sequence[np.ndarray]) -> list[str]:
+        decoded = transcribe(model, tokenizer, audios, [u.language for u in utterances], **options)
+        return [nbest[0].text for nbest in decoded]
+    return transcribe_batch
+
+
+@torch.no_grad()
+def transcribe(model: WhisperASR, tokenizer: PreTrainedTokenizerFast, audios: Sequence[np.ndarray],
+               languages: Sequence[str], num_beams: int = 1, nbest: int = 1, do_sample: bool = False,
+               temperature: float = 1.0, chars_per_second: float = 25.0) -> list[list[Hypothesis]]:
+    """Decode a batch; each utterance gets `nbest` hypotheses (text, mean log-probability per token), best first.
+
+    The length limit scales with the audio (`chars_per_second`), the guard against runaway repetition.
+    """
+    model.eval()
+    device = model.device
+    features, frame_lengths = log_mel(audios, model.config.num_mel_bins)
+    hidden, _ = encode(model.model.encoder, features.to(device), frame_lengths.to(device))
+    prompt = torch.tensor([[tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids(language_tag(language))]
+                           for language in languages], device=device)
+    max_new = int(chars_per_second * max(len(a) for a in audios) / 16_000) + 8
+    output = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), decoder_input_ids=prompt,
+                            max_new_tokens=max_new, num_beams=num_beams, num_return_sequences=nbest,
+                            do_sample=do_sample, temperature=temperature if do_sample else None, top_k=None,
+                            top_p=None, return_dict_in_generate=True, output_scores=True,
+                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    sequences = output.sequences[:, prompt.shape[1]:]
+    scores = model.compute_transition_scores(output.sequences, output.scores,
+                                             getattr(output, "beam_indices", None), normalize_logits=True)
+    texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
+    results = []
+    for i in range(len(audios)):
+        hypotheses = []
+        for j in range(i * nbest, (i + 1) * nbest):
+            valid = sequences[j] != tokenizer.pad_token_id
+            token_scores = scores[j][valid[:scores.shape[1]]]
+            score = float(token_scores.mean()) if token_scores.numel() else float("-inf")
+            hypotheses.append(Hypothesis(texts[j].strip(), score))
+        results.append(sorted(hypotheses, key=lambda h: -h.score))
+    return results

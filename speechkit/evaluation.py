@@ -1,0 +1,108 @@
+"""Evaluating any transcriber on benchmark manifests: error rates per (manifest, language), hypotheses, RTFx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from speechkit.audio import load_utterance
+from speechkit.features import length_batches
+from speechkit.fileio import write_jsonl
+from speechkit.manifest import Utterance, read_manifest
+from speechkit.results import Metric
+from speechkit.scoring import ErrorRate, entity_error_rate, error_rate, rtfx
+from speechkit.text import normaliser_for
+
+# A transcriber takes a batch of utterances with their audio and returns one transcript per utterance.
+Transcriber = Callable[[Sequence[Utterance], Sequence[np.ndarray]], list[str]]
+
+
+@dataclass(frozen=True)
+class SystemResult:
+    manifest: str
+    language: str
+    wer: ErrorRate                     # CER for the character languages
+    entity_wer: ErrorRate | None       # where the references have entity spans
+    ids: tuple[str, ...]
+    references: tuple[str, ...]
+    hypotheses: tuple[str, ...]
+    audio_seconds: float
+    decode_seconds: float
+
+    @property
+    def rtfx(self) -> float:
+        return rtfx(self.audio_seconds, self.decode_seconds)
+
+
+def evaluate(transcribe: Transcriber, data_dir: str | Path, manifests: Sequence[str], batch_seconds: float = 120.0,
+             max_batch: int = 32, limit: int = 0) -> list[SystemResult]:
+    """Transcribe each manifest in length-sorted batches (its first `limit` utterances if `limit`) and score it."""
+    data_dir = Path(data_dir)
+    results = []
+    for name in manifests:
+        utterances = read_manifest(data_dir / f"{name}.jsonl")
+        utterances = utterances[:limit] if limit else utterances
+        hypotheses = [""] * len(utterances)
+        started = time.perf_counter()
+        for indices in length_batches([u.duration for u in utterances], batch_seconds, max_batch, rng=None):
+            batch = [utterances[i] for i in indices]
+            for i, text in zip(indices, transcribe(batch, [load_utterance(u, data_dir) for u in batch]), strict=True):
+                hypotheses[i] = text
+        seconds = time.perf_counter() - started
+        total_audio = sum(u.duration for u in utterances)
+        for language in sorted({u.language for u in utterances}):
+            chosen = [i for i, u in enumerate(utterances) if u.language == language]
+            refs = [utterances[i].text for i in chosen]
+            hyps = [hypotheses[i] for i in chosen]
+            entities = [utterances[i].entities for i in chosen]
+            normaliser = normaliser_for(language)
+            audio = sum(utterances[i].duration for i in chosen)
+            results.append(SystemResult(
+                name, language, error_rate(refs, hyps, normaliser),
+                entity_error_rate(refs, entities, hyps, normaliser) if any(entities) else None,
+                tuple(utterances[i].id for i in chosen), tuple(refs), tuple(hyps), audio,
+                seconds * audio / total_audio))
+    return results
+
+
+def result_metrics(results: Sequence[SystemResult], prefix: str = "", claim: str | None = None) -> list[Metric]:
+    """WER (CER for ja/ko) and entity WER with 95% intervals, one row per (manifest, language)."""
+    metrics = []
+    for r in results:
+        kind = "CER" if r.wer.unit == "character" else "WER"
+        metrics.append(Metric(f"{prefix}{kind} {r.manifest} [{r.language}]", r.wer.rate, r.wer.interval.low,
+                              r.wer.interval.high, unit="rate", claim=claim))
+        if r.entity_wer is not None:
+            metrics.append(Metric(f"{prefix}entity WER {r.manifest} [{r.language}]", r.entity_wer.rate,
+                                  r.entity_wer.interval.low, r.entity_wer.interval.high, unit="rate"))
+    return metrics
+
+
+def save_hypotheses(path: str | Path, results: Sequence[SystemResult]) -> None:
+    """One JSONL row per utterance: id, manifest, language, reference, hypothesis."""
+    write_jsonl(path, ({"id": i, "manifest": r.manifest, "language": r.language, "reference": ref, "hypothesis": hyp}
+                       for r in results for i, ref, hyp in zip(r.ids, r.references, r.hypotheses, strict=True)))
+
+
+def plot_error_rates(systems: dict[str, Sequence[SystemResult]], title: str = "error rate") -> plt.Figure:
+    """Grouped bars: one group per (manifest, language), one bar per system, 95% intervals as error bars."""
+    keys = list(dict.fromkeys(f"{r.manifest} [{r.language}]" for rs in systems.values() for r in rs))
+    figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(keys) * len(systems) ** 0.5), 4))
+    width = 0.8 / max(1, len(systems))
+    for s, (name, results) in enumerate(systems.items()):
+        by_key = {f"{r.manifest} [{r.language}]": r for r in results}
+        xs = [k + s * width for k, key in enumerate(keys) if key in by_key]
+        rates = [100 * by_key[key].wer.rate for key in keys if key in by_key]
+        low = [100 * (by_key[key].wer.rate - by_key[key].wer.interval.low) for key in keys if key in by_key]
+        high = [100 * (by_key[key].wer.interval.high - by_key[key].wer.rate) for key in keys if key in by_key]
+        axes.bar(xs, rates, width, yerr=[low, high], capsize=3, label=name)
+    axes.set_xticks([k + width * (len(systems) - 1) / 2 for k in range(len(keys))], keys, rotation=30, ha="right")
+    axes.set(ylabel="WER / CER (%)", title=title)
+    axes.legend()
+    figure.tight_layout()
+    return figure

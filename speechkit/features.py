@@ -1,0 +1,62 @@
+"""Log-mel features and length-bucketed batches: short audio is never padded to Whisper's 30 s window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+from transformers import WhisperFeatureExtractor
+
+from speechkit.manifest import SAMPLE_RATE
+
+FRAMES_PER_SECOND = 100  # Whisper's 10 ms hop
+
+
+@lru_cache(maxsize=4)
+def _extractor(n_mels: int) -> WhisperFeatureExtractor:
+    return WhisperFeatureExtractor(feature_size=n_mels)
+
+
+def log_mel(audios: Sequence[np.ndarray], n_mels: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whisper's log-mel of each waveform, computed unpadded, then zero-padded to the longest.
+
+    Returns (features [batch, n_mels, frames], frame_lengths [batch]). Each utterance's features do not depend on
+    the others in its batch (Whisper's feature extractor would normalise over the padded array), and the zero
+    padding equals the encoder convolutions' own zero padding: see `speech_encoder.encode`.
+    """
+    extractor = _extractor(n_mels)
+    features = [extractor(audio, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt").input_features[0]
+                for audio in audios]
+    lengths = torch.tensor([f.shape[-1] for f in features])
+    batch = torch.zeros(len(features), n_mels, int(lengths.max()))
+    for i, f in enumerate(features):
+        batch[i, :, :f.shape[-1]] = f
+    return batch, lengths
+
+
+def length_batches(durations: Sequence[float], max_seconds: float, max_size: int, rng: np.random.Generator | None,
+                   pool: int = 50) -> list[list[int]]:
+    """Indices grouped into batches of similar duration whose padded size (longest x count) fits `max_seconds`.
+
+    With `rng`, order is shuffled (batches are formed within shuffled pools of `pool` x `max_size` items, then the
+    batches shuffled); without it, the order is by decreasing duration (inference).
+    """
+    order = np.argsort(-np.asarray(durations), kind="stable") if rng is None else rng.permutation(len(durations))
+    chunk = len(order) if rng is None else pool * max_size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        group = sorted(order[start:start + chunk], key=lambda i: -durations[i])
+        batch: list[int] = []
+        for index in group:
+            longest = durations[batch[0]] if batch else durations[index]
+            if batch and (len(batch) >= max_size or longest * (len(batch) + 1) > max_seconds):
+                batches.append(batch)
+                batch = []
+            batch.append(int(index))
+        if batch:
+            batches.append(batch)
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches

@@ -1,0 +1,66 @@
+"""The causal LM: a small Qwen2 pretrained on the benchmark's text corpus (the stand-in "LLM" that knows the domains'
+words), or a real chat LLM by hub id or path in the `full` profile - the same `AutoModelForCausalLM` either way."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedTokenizerFast, Qwen2Config
+
+
+def standin_config(tokenizer: PreTrainedTokenizerFast, hidden: int = 384, layers: int = 6, heads: int = 6,
+                   kv_heads: int = 2, max_positions: int = 1024) -> Qwen2Config:
+    """A small Qwen2 (about 11 M parameters at the defaults with a 4k vocabulary), embeddings tied to the head."""
+    return Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=int(8 / 3 * hidden) // 64 * 64,
+                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                       max_position_embeddings=max_positions, tie_word_embeddings=True,
+                       pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
+                       eos_token_id=tokenizer.eos_token_id)
+
+
+def pack(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], block: int) -> torch.Tensor:
+    """Texts joined by end-of-text tokens and cut into [n, block] rows (the usual LM pretraining packing)."""
+    ids: list[int] = []
+    for encoded in tokenizer(list(texts), add_special_tokens=False).input_ids:
+        ids += encoded + [tokenizer.eos_token_id]
+    rows = len(ids) // block
+    if rows == 0:
+        raise ValueError(f"{len(ids)} tokens are fewer than one block of {block}")
+    return torch.tensor(ids[:rows * block]).view(rows, block)
+
+
+def block_batches(rows: int, batch_size: int, seed: int) -> "callable":
+    """`batches(epoch)` for `training.train`: shuffled row indices per epoch."""
+    def batches(epoch: int) -> list[np.ndarray]:
+        order = np.random.default_rng([seed, epoch]).permutation(rows)
+        return [order[i:i + batch_size] for i in range(0, rows - batch_size + 1, batch_size)]
+    return batches
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], groups: Sequence[str],
+               batch_size: int = 32) -> dict[str, float]:
+    """Perplexity per group (e.g. domain) of whole sentences, each preceded by end-of-text, from summed token NLLs."""
+    model.eval()
+    nll: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        encoded = [[tokenizer.eos_token_id] + ids + [tokenizer.eos_token_id]
+                   for ids in tokenizer(list(chunk), add_special_tokens=False).input_ids]
+        width = max(len(e) for e in encoded)
+        ids = torch.full((len(encoded), width), tokenizer.pad_token_id)
+        for i, e in enumerate(encoded):
+            ids[i, :len(e)] = torch.tensor(e)
+        mask = ids != tokenizer.pad_token_id
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
+        losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
+        for group, row, valid in zip(groups[start:start + batch_size], losses, mask[:, 1:], strict=True):
+            nll[group] += float(row.sum())
+            count[group] += int(valid.sum())
+    return {group: math.exp(nll[group] / count[group]) for group in sorted(nll)}

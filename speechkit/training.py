@@ -1,0 +1,155 @@
+"""One supervised training loop for every model of the kit (stand-in ASR and LM, speech-LLM stages).
+
+Hand-written around `accelerate` (device placement, bf16 on GPU, multi-GPU) because the kit needs three things
+Trainer does not give without overriding most of it: batches made by total audio length, a wall-clock budget that
+the learning-rate schedule follows, and resumable checkpoints that include where in the epoch training stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from tqdm import tqdm
+
+from speechkit.fileio import atomic_open
+
+STATE_FILE = "training_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.1       # cosine decay ends at this fraction of the peak
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    max_minutes: float = 0.0        # wall-clock budget, 0 for none; the schedule follows whichever budget ends first
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    checkpoint_minutes: float = 10.0
+    log_every: int = 25
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.learning_rate <= 0 or self.max_steps < 1 or self.warmup_steps < 0 or self.max_minutes < 0:
+            raise ValueError(f"invalid training configuration: {self}")
+
+
+@dataclass
+class TrainLog:
+    """Loss curve: one row every `log_every` steps (means over those steps)."""
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    parts: list[dict[str, float]] = field(default_factory=list)
+    stopped_by: str = ""
+
+
+def learning_rate(config: TrainConfig, step: int, elapsed: float) -> tuple[float, float]:
+    """(learning rate, progress in [0, 1]): linear warmup, then cosine decay over steps or wall clock."""
+    progress = step / config.max_steps
+    if config.max_minutes:
+        progress = max(progress, elapsed / (60 * config.max_minutes))
+    warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    cosine = config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.learning_rate * warmup * cosine, progress
+
+
+def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
+          loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, float]]], config: TrainConfig,
+          checkpoint_dir: str | Path | None = None, progress: bool = True) -> TrainLog:
+    """Train the parameters of `model` that require grad.
+
+    `batches(epoch)` lists the epoch's batch descriptions (deterministic per epoch); `loss_fn(model, batch)` builds
+    the tensors on `model`'s device and returns (loss, named parts to log). With `checkpoint_dir`, the state is
+    saved every `checkpoint_minutes` and at the end, and a rerun resumes where the last one stopped.
+    """
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    torch.manual_seed(config.seed)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError("no parameter of the model requires grad: nothing to train")
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "log": TrainLog()}
+    path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+    saved = torch.load(path, map_location="cpu", weights_only=False) if path and path.is_file() else None
+    if saved is not None and saved["config"] != asdict(config):
+        print(f"{path}: saved by a run with another configuration; starting afresh")
+        saved = None
+    if saved is not None:
+        accelerator.unwrap_model(model).load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        state = {**saved["state"], "log": TrainLog(**saved["state"]["log"])}
+
+    def save():
+        if path is None:
+            return
+        with atomic_open(path, "wb") as handle:
+            torch.save({"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": torch.get_rng_state(), "config": asdict(config),
+                        "state": {**state, "log": asdict(state["log"])}}, handle)
+
+    log: TrainLog = state["log"]
+    started = time.perf_counter() - state["elapsed"]
+    last_save = time.perf_counter()
+    window: list[tuple[float, dict[str, float]]] = []
+    bar = tqdm(total=config.max_steps, initial=state["step"], desc="training", unit="step", mininterval=10,
+               disable=not progress)
+    model.train()
+    while not log.stopped_by:
+        epoch_batches = batches(state["epoch"])
+        if not epoch_batches:
+            raise ValueError("no training batches")
+        for batch in epoch_batches[state["batch"]:]:
+            elapsed = time.perf_counter() - started
+            rate, done = learning_rate(config, state["step"], elapsed)
+            if done >= 1.0:
+                log.stopped_by = "max_steps" if state["step"] >= config.max_steps else "max_minutes"
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+            loss, parts = loss_fn(model, batch)
+            accelerator.backward(loss)
+            if config.grad_clip:
+                accelerator.clip_grad_norm_(parameters, config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["batch"] += 1
+            window.append((loss.item(), parts))
+            bar.update()
+            if state["step"] % config.log_every == 0:
+                log.step.append(state["step"])
+                log.loss.append(sum(w[0] for w in window) / len(window))
+                log.parts.append({k: sum(w[1][k] for w in window) / len(window) for k in window[0][1]})
+                log.learning_rate.append(rate)
+                log.seconds.append(round(time.perf_counter() - started, 1))
+                bar.set_postfix(loss=f"{log.loss[-1]:.3f}")
+                window.clear()
+            if time.perf_counter() - last_save > 60 * config.checkpoint_minutes:
+                state["elapsed"] = time.perf_counter() - started
+                save()
+                last_save = time.perf_counter()
+        else:
+            state["epoch"] += 1
+            state["batch"] = 0
+    bar.close()
+    state["elapsed"] = time.perf_counter() - started
+    save()
+    model.eval()
+    return log
+
+
+def trainable_summary(model: torch.nn.Module) -> dict[str, int]:
+    """Parameter counts: trainable and total (what a stage's configuration actually unfroze)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}

@@ -1,0 +1,171 @@
+import numpy as np
+import pytest
+import torch
+
+from speechkit.asr import encode
+from speechkit.audio import load_utterance
+from speechkit.decoding import DecodingConfig, cut_repetitions, decode, parse, strip_echo, to_nbest
+from speechkit.features import log_mel
+from speechkit.manifest import read_manifest, read_nbest, write_manifest
+from speechkit.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
+from speechkit.vocab import AUDIO_PLACEHOLDER
+
+
+@pytest.fixture
+def model(tiny_checkpoints):
+    whisper, llm = tiny_checkpoints
+    torch.manual_seed(0)
+    return SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+
+
+@pytest.fixture(scope="module")
+def batch(smoke_benchmark):
+    root, _ = smoke_benchmark
+    utterances = read_manifest(root / "source_train.jsonl")[:3] + read_manifest(root / "multilingual_train.jsonl")[:2]
+    return [Example(load_utterance(u, root), u.language, u.text) for u in utterances]
+
+
+def untargeted(examples):
+    return [Example(e.audio, e.language) for e in examples]
+
+
+@pytest.mark.parametrize("kind", ["conv", "stack"])
+def test_projector_gives_one_embedding_per_100_ms(tiny_checkpoints, kind):
+    whisper, llm = tiny_checkpoints
+    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector=kind,
+                                                            projector_hidden=32))
+    audios = [np.zeros(32_000, np.float32), np.zeros(12_345, np.float32)]  # 2.0 s and 0.77 s
+    embeddings, lengths = model.embed_audio(audios)
+    assert lengths.tolist() == [20, 8]  # 10 Hz: 200 mel frames -> 100 encoder frames -> 20; 77 -> 39 -> 8
+    assert embeddings.shape == (2, 20, model.llm.config.hidden_size)
+
+
+def test_encoder_output_does_not_depend_on_the_batch(model, batch):
+    audios = [e.audio for e in batch]
+    hidden, lengths = encode(model.encoder, *log_mel(audios, model.n_mels))
+    for i, audio in enumerate(audios):
+        alone, [length] = encode(model.encoder, *log_mel([audio], model.n_mels))
+        assert lengths[i] == length
+        torch.testing.assert_close(hidden[i, :length], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_audio_is_spliced_at_the_placeholder(model, batch):
+    stage = STAGES[2]
+    inputs = model.build_inputs(batch[:1], stage, with_targets=True)
+    prompt = model.tokenizer(model.prompt_text(batch[0], stage), add_special_tokens=False).input_ids
+    at = prompt.index(model.placeholder_id)
+    audio, [n_audio] = model.embed_audio([batch[0].audio])
+    embed = model.llm.get_input_embeddings()
+    row = inputs["inputs_embeds"][0]
+    torch.testing.assert_close(row[:at], embed(torch.tensor(prompt[:at])))
+    torch.testing.assert_close(row[at:at + n_audio], audio[0, :n_audio])
+    torch.testing.assert_close(row[at + n_audio:len(prompt) - 1 + n_audio], embed(torch.tensor(prompt[at + 1:])))
+    assert AUDIO_PLACEHOLDER in model.prompt_text(batch[0], stage) and "<speech>" in model.prompt_text(batch[0], stage)
+
+
+def test_only_targets_are_in_the_loss_and_think_spans_are_weighted(model, batch):
+    stage = Stage("cot", output_format="tagged", think_weight=0.1)
+    example = Example(batch[0].audio, "en", "hello there", think="it sounds like hello")
+    inputs = model.build_inputs([example], stage, with_targets=True)
+    labels, weights = inputs["labels"][0], inputs["weights"][0]
+    spans = model.target_spans(example, stage)
+    n_target = sum(len(model.tokenizer(t, add_special_tokens=False).input_ids) for t, _ in spans)
+    assert (labels != -100).sum() == n_target and (weights > 0).sum() == n_target
+    assert labels[:-n_target].eq(-100).all()  # prompt and audio positions never count
+    think = len(model.tokenizer(spans[1][0], add_special_tokens=False).input_ids)
+    assert torch.isclose(weights, torch.tensor(0.1)).sum() == think
+    decoded = model.tokenizer.decode(labels[labels != -100])
+    assert decoded.startswith(" <LANG_en> <think>") and decoded.endswith("hello there </transcribe><|endoftext|>")
+
+
+def test_weighted_loss_is_the_weighted_mean_of_token_losses(model, batch):
+    stage = Stage("cot", output_format="tagged", think_weight=0.25)
+    examples = [Example(e.audio, e.language, e.target, think="a guess") for e in batch[:2]]
+    loss, _ = model.loss(examples, stage)
+    inputs = model.build_inputs(examples, stage, with_targets=True)
+    logits = model.llm(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
+                       position_ids=inputs["position_ids"]).logits
+    labels, weights = inputs["labels"][:, 1:], inputs["weights"][:, 1:]
+    token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels.clamp(min=0), reduction="none")
+    torch.testing.assert_close(loss, (token * weights).sum() / weights.sum())
+
+
+def test_each_stage_trains_exactly_its_parameters(model):
+    def trained():
+        return {name for name, p in model.named_parameters() if p.requires_grad}
+    model.start_stage(STAGES[1])
+    assert trained() and all(name.startswith("projector.") for name in trained())
+    model.start_stage(STAGES[2])
+    assert {n.split(".")[0] for n in trained()} == {"projector", "llm"}
+    assert all(n.startswith("projector.") or "embed_tokens" in n or "lm_head" in n for n in trained())
+    counts = model.start_stage(STAGES[3])
+    lora = {n for n in trained() if "lora_" in n}
+    assert trained() == lora | {n for n in trained() if n.startswith("projector.")}
+    assert any(n.startswith("llm.") for n in lora) and any(n.startswith("encoder.") for n in lora)
+    assert counts["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert model.config.stages == ("projector", "special tokens", "lora")
+
+
+def test_lora_model_saves_and_loads_with_identical_outputs(model, batch, tmp_path):
+    for number in (1, 2, 3):
+        model.start_stage(STAGES[number])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):  # move every trained parameter away from its initial value
+        loss, _ = model.loss(batch, STAGES[3])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model.save(tmp_path / "model")
+    loaded = SpeechLLM.load(tmp_path / "model")
+    with torch.no_grad():
+        assert loaded.loss(batch, STAGES[3])[0].item() == pytest.approx(model.loss(batch, STAGES[3])[0].item(),
+                                                                          abs=1e-6)
+    config = DecodingConfig(max_new_tokens=8)
+    assert [d[0].raw for d in decode(loaded, untargeted(batch), STAGES[3], config)] == \
+        [d[0].raw for d in decode(model, untargeted(batch), STAGES[3], config)]
+
+
+@pytest.mark.parametrize("method, beams", [("greedy", 1), ("beam", 3)])
+def test_batched_decoding_equals_one_at_a_time(model, batch, method, beams):
+    config = DecodingConfig(method=method, num_beams=beams, max_new_tokens=10)
+    together = decode(model, untargeted(batch), STAGES[2], config)
+    alone = [decode(model, [example], STAGES[2], config)[0] for example in untargeted(batch)]
+    assert [d[0].raw for d in together] == [d[0].raw for d in alone]
+
+
+def test_nbest_is_ranked_and_round_trips_through_the_manifest_format(model, batch, tmp_path):
+    config = DecodingConfig(method="beam", num_beams=4, nbest=3, max_new_tokens=6)
+    decoded = decode(model, untargeted(batch[:2]), STAGES[2], config)
+    assert all(len(d) == 3 and [h.score for h in d] == sorted((h.score for h in d), reverse=True) for d in decoded)
+    lists = [to_nbest(f"u{i}", "speech-llm", d) for i, d in enumerate(decoded)]
+    write_manifest(tmp_path / "n.nbest.jsonl", lists)
+    assert read_nbest(tmp_path / "n.nbest.jsonl") == lists
+
+
+def test_sampling_methods_are_seeded(model, batch):
+    config = DecodingConfig(method="beam_sampling", num_beams=3, nbest=2, temperature=0.5, max_new_tokens=6)
+    first = decode(model, untargeted(batch[:2]), STAGES[2], config, seed=1)
+    again = decode(model, untargeted(batch[:2]), STAGES[2], config, seed=1)
+    assert [[h.raw for h in d] for d in first] == [[h.raw for h in d] for d in again]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"method": "nucleus"}, "unknown decoding method"),
+    ({"method": "beam", "num_beams": 1}, "needs num_beams >= 2"),
+    ({"method": "greedy", "num_beams": 4}, "one beam"),
+    ({"method": "beam", "num_beams": 2, "nbest": 3}, "cannot exceed"),
+])
+def test_decoding_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        DecodingConfig(**changes)
+
+
+def test_output_parsing_and_guards():
+    assert parse("<LANG_fr> <transcribe> bonjour à tous </transcribe>") == ("fr", "bonjour à tous")
+    assert parse("just text <think>") == (None, "just text")
+    assert cut_repetitions("the the the the the cat", 3) == ("the cat", True)
+    assert cut_repetitions("i said go go now", 3) == ("i said go go now", False)
+    assert cut_repetitions("a b a b a b a b c", 3) == ("a b c", True)
+    assert strip_echo("Transcribe the speech above. hello there") == ("hello there", True)
+    assert strip_echo("hello there") == ("hello there", False)

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from speechkit.training import STATE_FILE, TrainConfig, learning_rate, train
+
+
+def toy():
+    torch.manual_seed(0)
+    return torch.nn.Linear(4, 1)
+
+
+X = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+Y = X @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+
+
+def batches(epoch):
+    return [slice(i, i + 16) for i in range(0, 64, 16)]
+
+
+def loss(model, rows):
+    return torch.nn.functional.mse_loss(model(X[rows]), Y[rows]), {}
+
+
+def test_schedule_warms_up_then_decays_by_steps_or_wall_clock():
+    config = TrainConfig(learning_rate=1.0, warmup_steps=10, max_steps=100, min_lr_ratio=0.1)
+    assert learning_rate(config, 0, 0)[0] == pytest.approx(0.1)
+    peak, middle, late = (learning_rate(config, step, 0)[0] for step in (9, 50, 99))
+    assert 0.95 < peak and middle == pytest.approx(0.55) and late < 0.11
+    assert learning_rate(config, 100, 0) == (pytest.approx(0.1), 1.0)
+    timed = TrainConfig(learning_rate=1.0, warmup_steps=0, max_steps=10**6, max_minutes=1.0, min_lr_ratio=0.0)
+    assert learning_rate(timed, 5, 30.0)[0] == pytest.approx(0.5) and learning_rate(timed, 5, 60.0)[1] == 1.0
+
+
+def test_training_learns_and_stops_at_the_step_budget():
+    model = toy()
+    log = train(model, batches, loss, TrainConfig(learning_rate=0.1, warmup_steps=0, max_steps=200, log_every=50),
+                progress=False)
+    assert log.stopped_by == "max_steps" and log.step == [50, 100, 150, 200]
+    assert log.loss[-1] < 0.01 * log.loss[0]
+
+
+def test_interrupted_training_resumes_where_it_stopped(tmp_path):
+    config = TrainConfig(learning_rate=0.05, warmup_steps=0, max_steps=12, log_every=3)
+    straight = toy()
+    train(straight, batches, loss, config, progress=False)
+
+    resumed = toy()
+    calls = []
+
+    def failing_loss(model, rows):
+        calls.append(rows)
+        if len(calls) == 7:
+            raise KeyboardInterrupt  # killed mid-run, after the state was saved
+        return loss(model, rows)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(resumed, batches, failing_loss, TrainConfig(**{**config.__dict__, "checkpoint_minutes": 0.0}),
+              tmp_path, progress=False)
+    assert (tmp_path / STATE_FILE).is_file()
+    resumed = toy()
+    log = train(resumed, batches, loss, TrainConfig(**{**config.__dict__, "checkpoint_minutes": 0.0}), tmp_path,
+                progress=False)
+    assert log.step == [3, 6, 9, 12]
+    torch.testing.assert_close(resumed.weight, straight.weight)
+
+
+def test_a_state_saved_under_another_configuration_is_not_resumed(tmp_path):
+    train(toy(), batches, loss, TrainConfig(max_steps=4, warmup_steps=0, log_every=2), tmp_path, progress=False)
+    log = train(toy(), batches, loss, TrainConfig(max_steps=6, warmup_steps=0, log_every=2), tmp_path, progress=False)
+    assert log.step == [2, 4, 6]
+
+
+def test_nothing_to_train_is_an_error():
+    model = toy().requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter of the model requires grad"):
+        train(model, batches, loss, TrainConfig(), progress=False)
