@@ -5,19 +5,24 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PROFILE ?= default
 BIN := $(VENV)/bin
-# One thread per process: oversubscription makes training 10-35x slower on shared machines.
-export OMP_NUM_THREADS ?= 1
-export MKL_NUM_THREADS ?= 1
+# The pipeline uses every core; tests use one thread per process (oversubscription on a shared machine makes
+# training 10-35x slower).
+THREADS ?= $(shell nproc 2>/dev/null || echo 1)
 export MPLBACKEND ?= Agg
 export TQDM_MININTERVAL ?= 10
 
-.PHONY: setup system-deps reproduce test clean-results
+.PHONY: setup system-deps reproduce test speed clean-results
 
 reproduce: setup
-	$(BIN)/python -m speechkit run --profile $(PROFILE)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m speechkit run --profile $(PROFILE)
 
 test: setup
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+
+# Speed ratios of the speech LLM (after make reproduce): length batching vs 30 s padding, batched vs single decoding.
+speed: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.speed --model results/$(PROFILE)/12_stage3_lora/checkpoint \
+	  --data data_manifests/$(PROFILE) --out results/$(PROFILE)/speed.json
 
 setup: system-deps $(VENV)/.installed
 

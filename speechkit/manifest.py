@@ -11,6 +11,7 @@ Every problem is reported with file, line, field and reason; all problems of a f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,7 +283,7 @@ def read_nbest(path: str | Path) -> list[NBest]:
         scores = [h.score for h in nbest.hypotheses]
         if not scores:
             problems.append(Problem(str(path), number, "hypotheses", "empty N-best list"))
-        if any(a < b for a, b in zip(scores, scores[1:])):
+        if any(a < b for a, b in itertools.pairwise(scores)):
             problems.append(Problem(str(path), number, "hypotheses", "not sorted by decreasing score"))
     if problems:
         raise ManifestError(problems)

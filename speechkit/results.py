@@ -12,9 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
-T = TypeVar("T")
-
 from speechkit.fileio import write_json
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRICS_FILE = "metrics.json"

@@ -97,10 +97,10 @@ def _counts_from_alignment(chunks) -> ErrorCounts:
 def _align(references: list[str], hypotheses: list[str]) -> list[list]:
     """jiwer alignments of unit strings; pairs where both sides are empty get an empty alignment."""
     chunks: list[list] = [[] for _ in references]
-    scored = [i for i, (r, h) in enumerate(zip(references, hypotheses)) if r or h]
+    scored = [i for i, (r, h) in enumerate(zip(references, hypotheses, strict=True)) if r or h]
     if scored:
         output = jiwer.process_words([references[i] for i in scored], [hypotheses[i] for i in scored])
-        for i, alignment in zip(scored, output.alignments):
+        for i, alignment in zip(scored, output.alignments, strict=True):
             chunks[i] = alignment
     return chunks
 
@@ -139,7 +139,7 @@ def entity_error_rate(references: Sequence[str], entities: Sequence[Sequence[Ent
     """
     if not len(references) == len(entities) == len(hypotheses):
         raise ValueError("references, entities and hypotheses must have the same length")
-    tagged = [_tagged_units(r, spans, normaliser) for r, spans in zip(references, entities)]
+    tagged = [_tagged_units(r, spans, normaliser) for r, spans in zip(references, entities, strict=True)]
     refs = [" ".join(units) for units, _ in tagged]
     hyps = [_units(h, normaliser) for h in hypotheses]
     per_utterance = []

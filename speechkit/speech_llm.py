@@ -29,6 +29,7 @@ from speechkit.fileio import write_json
 from speechkit.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKENS
 
 CONFIG_FILE = "speech_llm.json"
+CHAT_TEMPLATE = "chat"  # use the tokenizer's chat template instead of a format string
 WEIGHTS_FILE = "trained.safetensors"
 
 # "Transcribe the speech above" in each MLC-SLM language (stage 3's language-specific prompts).
@@ -76,7 +77,7 @@ class SpeechLLMConfig:
     projector: str = "conv"            # "conv": Conv1d + 2 Linear (the paper); "stack": frame stacking + 2 Linear
     downsample: int = 5                # encoder frames per audio embedding: 50 Hz / 5 = 10 Hz
     projector_hidden: int = 1024
-    template: str = "USER: {speech} {prompt} ASSISTANT:"  # the paper's "USER: <S> <P> ASSISTANT: <T>"
+    template: str = "USER: {speech} {prompt} ASSISTANT:"  # the paper's "USER: <S> <P> ASSISTANT: <T>", or "chat"
     trained: tuple[str, ...] = ()      # every pattern trained so far (what `save` writes)
     lora_rank: int = 0
     lora_alpha: int = 32
@@ -85,8 +86,8 @@ class SpeechLLMConfig:
     def __post_init__(self):
         if self.projector not in ("conv", "stack") or self.downsample < 1:
             raise ValueError(f"projector must be 'conv' or 'stack' with downsample >= 1: {self}")
-        if "{speech}" not in self.template or "{prompt}" not in self.template:
-            raise ValueError("the template needs {speech} and {prompt} fields")
+        if self.template != CHAT_TEMPLATE and ("{speech}" not in self.template or "{prompt}" not in self.template):
+            raise ValueError(f"the template needs {{speech}} and {{prompt}} fields, or is {CHAT_TEMPLATE!r}")
 
 
 class Projector(nn.Module):
@@ -205,6 +206,9 @@ class SpeechLLM(nn.Module):
         prompt = PROMPTS[example.language if stage.language_prompts else "en"]
         if example.context:
             prompt = f"{example.context} {prompt}"
+        if self.config.template == CHAT_TEMPLATE:  # the LLM's own chat format (a real chat LLM in the full profile)
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": f"{speech} {prompt}"}],
+                                                      tokenize=False, add_generation_prompt=True)
         return self.config.template.format(speech=speech, prompt=prompt)
 
     def target_spans(self, example: Example, stage: Stage) -> list[tuple[str, float]]:

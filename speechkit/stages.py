@@ -10,10 +10,10 @@ import numpy as np
 
 from speechkit.asr import transcriber as asr_transcriber
 from speechkit.audio import load_utterance
-from speechkit.decoding import DecodingConfig, decode
+from speechkit.decoding import DecodingConfig, decode, to_nbest
 from speechkit.evaluation import SystemResult, Transcriber, evaluate
 from speechkit.features import length_batches
-from speechkit.manifest import Utterance, read_manifest
+from speechkit.manifest import NBest, Utterance, read_manifest, write_manifest
 from speechkit.pretrain import load_asr
 from speechkit.results import repo_path
 from speechkit.scoring import Difference, paired_difference
@@ -116,3 +116,19 @@ def evaluate_speech_llm(model: SpeechLLM, setup: StageSetup, data_dir: str | Pat
                         decoding: DecodingConfig | None = None) -> list[SystemResult]:
     return evaluate(speech_llm_transcriber(model, setup.spec, decoding or DecodingConfig()), data_dir,
                     manifests.split(","), max_batch=setup.max_batch * 2, limit=setup.eval_limit)
+
+
+def export_nbest(model: SpeechLLM, stage: Stage, data_dir: str | Path, manifest: str, decoding: DecodingConfig,
+                 path: str | Path, system: str = "speech-llm", limit: int = 0, max_batch: int = 16) -> list[NBest]:
+    """Decode a manifest and write its N-best lists (the kit's N-best manifest format), in manifest order."""
+    data_dir = Path(data_dir)
+    utterances = read_manifest(data_dir / f"{manifest}.jsonl")
+    utterances = utterances[:limit] if limit else utterances
+    lists: dict[str, NBest] = {}
+    for indices in length_batches([u.duration for u in utterances], 120.0, max_batch, rng=None):
+        batch = [utterances[i] for i in indices]
+        decoded = decode(model, examples(batch, [load_utterance(u, data_dir) for u in batch], False), stage, decoding)
+        lists.update({u.id: to_nbest(u.id, system, d) for u, d in zip(batch, decoded, strict=True)})
+    ordered = [lists[u.id] for u in utterances]
+    write_manifest(path, ordered)
+    return ordered

@@ -96,8 +96,9 @@ def test_full_profile_loading_path_takes_plain_hugging_face_checkpoints(tiny_che
     # a "chat LLM" whose tokenizer has never heard of <speech>, <LANG_xx>, <transcribe>...
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    bpe.train_from_iterator(["hello there, general kenobi"] * 20, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["hello there, general kenobi"] * 20, trainer)
     chat_tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<|endoftext|>")
     chat = AutoModelForCausalLM.from_config(lm.standin_config(chat_tokenizer, hidden=32, layers=1, heads=2,
                                                               kv_heads=1))

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 import yaml
 
-from speechkit.manifest import read_manifest
+from speechkit.manifest import read_manifest, read_nbest
 from speechkit.runner import INJECTED, declared_parameters, discover, run, validate
 from speechkit.speech_llm import SpeechLLM
 
@@ -51,7 +51,7 @@ def test_smoke_defaults_equal_the_smoke_parameter_files():
 
 @pytest.mark.slow
 def test_the_smoke_pipeline_runs_through_the_runner(tmp_path):
-    """Every notebook of the smoke profile, in order: data, pretraining, the three speech-LLM stages."""
+    """Every notebook of the smoke profile, in order: data, pretraining, speech-LLM stages, studies."""
     out, data = tmp_path / "results", tmp_path / "data"
     summary = run("smoke", out=out, data=data)
     executed = nbformat.read(out / "smoke" / "00_data" / "00_data.ipynb", as_version=4)
@@ -71,3 +71,8 @@ def test_the_smoke_pipeline_runs_through_the_runner(tmp_path):
     assert SpeechLLM.load(out / "smoke" / "12_stage3_lora" / "checkpoint").config.stages == (
         "projector", "special tokens", "lora")
     assert "12_stage3_lora" in summary.read_text()
+    assert ("13_decoding_study", "WER/CER beam_sampling beam 4 max 48") in names
+    nbest = read_nbest(out / "smoke" / "13_decoding_study" / "source_dev.nbest.jsonl")
+    assert nbest and all(len(n.hypotheses) == 4 for n in nbest)
+    modes = ("none", "oracle", "own")
+    assert {("14_context", f"WER conversation_turns_test, context: {mode}") for mode in modes} <= names

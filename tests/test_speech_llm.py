@@ -63,6 +63,25 @@ def test_audio_is_spliced_at_the_placeholder(model, batch):
     assert AUDIO_PLACEHOLDER in model.prompt_text(batch[0], stage) and "<speech>" in model.prompt_text(batch[0], stage)
 
 
+def test_prompt_templates(tiny_checkpoints, batch):
+    whisper, llm = tiny_checkpoints
+    plain = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=16))
+    french = batch[3]
+    assert plain.prompt_text(french, STAGES[1]) == "USER: <audio> Transcribe the speech above. ASSISTANT:"
+    assert plain.prompt_text(french, STAGES[3]) == (
+        "USER: <speech><audio></speech> Transcris la parole ci-dessus. ASSISTANT:")
+    chat = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=16,
+                                                           template="chat"))
+    chat.tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+                                    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    text = chat.prompt_text(batch[0], STAGES[2])
+    assert text == ("<|im_start|>user\n<speech><audio></speech> Transcribe the speech above.<|im_end|>\n"
+                    "<|im_start|>assistant\n")
+    assert chat.build_inputs(batch[:1], STAGES[2], with_targets=False)["inputs_embeds"].shape[0] == 1
+    with pytest.raises(ValueError, match="needs {speech} and {prompt}"):
+        SpeechLLMConfig("w", "l", template="USER: {prompt}")
+
+
 def test_only_targets_are_in_the_loss_and_think_spans_are_weighted(model, batch):
     stage = Stage("cot", output_format="tagged", think_weight=0.1)
     example = Example(batch[0].audio, "en", "hello there", think="it sounds like hello")
