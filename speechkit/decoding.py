@@ -28,7 +28,7 @@ class DecodingConfig:
     max_new_tokens: int = 150
     temperature: float = 1.0         # for sampling and beam_sampling
     nbest: int = 1                   # hypotheses returned per utterance (at most num_beams for beam search)
-    tokens_per_second: float = 15.0  # length limit from the audio's duration: the runaway guard
+    tokens_per_second: float = 20.0  # length limit from the audio's duration: the runaway guard
     max_repeats: int = 3             # an n-gram repeated more often than this in a row is cut back to one
 
     def __post_init__(self):

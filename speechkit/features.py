@@ -11,8 +11,6 @@ from transformers import WhisperFeatureExtractor
 
 from speechkit.manifest import SAMPLE_RATE
 
-FRAMES_PER_SECOND = 100  # Whisper's 10 ms hop
-
 
 @lru_cache(maxsize=4)
 def _extractor(n_mels: int) -> WhisperFeatureExtractor:
