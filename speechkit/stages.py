@@ -15,7 +15,7 @@ from speechkit.evaluation import SystemResult, Transcriber, evaluate
 from speechkit.features import length_batches
 from speechkit.manifest import NBest, Utterance, read_manifest, write_manifest
 from speechkit.pretrain import load_asr
-from speechkit.results import repo_path
+from speechkit.results import REPO_ROOT, repo_path
 from speechkit.scoring import Difference, paired_difference
 from speechkit.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
 from speechkit.training import TrainConfig, TrainLog, train
@@ -55,10 +55,11 @@ CHECKPOINT = "checkpoint"  # the folder every training stage saves its model to
 def resolve_checkpoint(reference: str, output_dir: str | Path) -> str:
     """A checkpoint reference: a stage name of the same run ("01_pretrain_asr" -> its checkpoint folder beside
     `output_dir`), a path (relative to the repository), or a hub id (kept as is, for the `full` profile)."""
-    if "/" not in reference:
-        return str(repo_path(output_dir).parent / reference / CHECKPOINT)
-    local = repo_path(reference)
-    return str(local) if local.exists() else reference
+    local = repo_path(output_dir).parent / reference / CHECKPOINT if "/" not in reference else repo_path(reference)
+    if not local.exists() and "/" in reference:
+        return reference
+    # inside the repository, keep the path relative to it: saved models then survive moving the checkout
+    return str(local.relative_to(REPO_ROOT)) if local.is_relative_to(REPO_ROOT) else str(local)
 
 
 def build(setup: StageSetup, output_dir: str | Path) -> SpeechLLM:

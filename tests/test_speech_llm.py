@@ -188,3 +188,12 @@ def test_output_parsing_and_guards():
     assert cut_repetitions("a b a b a b a b c", 3) == ("a b c", True)
     assert strip_echo("Transcribe the speech above. hello there") == ("hello there", True)
     assert strip_echo("hello there") == ("hello there", False)
+
+
+def test_checkpoint_references_name_stages_paths_or_hub_ids(tmp_path):
+    from speechkit.stages import resolve_checkpoint
+    out = tmp_path / "results" / "smoke" / "11_next"
+    (tmp_path / "results" / "smoke" / "10_previous" / "checkpoint").mkdir(parents=True)
+    assert resolve_checkpoint("10_previous", out) == str(tmp_path / "results/smoke/10_previous/checkpoint")
+    assert resolve_checkpoint("notebooks/params", out) == "notebooks/params"  # inside the repository: kept relative
+    assert resolve_checkpoint("openai/whisper-large-v3-turbo", out) == "openai/whisper-large-v3-turbo"
