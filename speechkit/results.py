@@ -32,6 +32,12 @@ def repo_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def local_or_hub(reference: str) -> str:
+    """A checkpoint path relative to the repository (as stages record them), an absolute path, or a hub id."""
+    local = repo_path(reference)
+    return str(local) if local.exists() else reference
+
+
 @dataclass(frozen=True)
 class Metric:
     """One reported number. Rates are fractions (0.125 = 12.5%); `claim` is the paper's corresponding statement."""

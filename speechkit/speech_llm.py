@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from speechkit.asr import WhisperASR, encode, padding_mask
 from speechkit.features import log_mel
 from speechkit.fileio import write_json
-from speechkit.results import repo_path
+from speechkit.results import local_or_hub
 from speechkit.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKENS
 
 CONFIG_FILE = "speech_llm.json"
@@ -130,12 +130,6 @@ class Example:
     context: str | None = None         # optional text placed before the prompt (e.g. previous utterances)
 
 
-def _local_or_hub(reference: str) -> str:
-    """A checkpoint path relative to the repository (as stages record them), an absolute path, or a hub id."""
-    local = repo_path(reference)
-    return str(local) if local.exists() else reference
-
-
 class SpeechLLM(nn.Module):
     def __init__(self, config: SpeechLLMConfig, encoder: nn.Module, llm: nn.Module,
                  tokenizer: PreTrainedTokenizerFast, n_mels: int):
@@ -150,7 +144,7 @@ class SpeechLLM(nn.Module):
     @classmethod
     def from_pretrained_parts(cls, config: SpeechLLMConfig, dtype: torch.dtype = torch.float32) -> "SpeechLLM":
         """Base models from their checkpoints; the LLM's tokenizer gains any missing special token."""
-        encoder, llm_path = (_local_or_hub(path) for path in (config.encoder, config.llm))
+        encoder, llm_path = (local_or_hub(path) for path in (config.encoder, config.llm))
         whisper = WhisperASR.from_pretrained(encoder, dtype=dtype)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(llm_path)

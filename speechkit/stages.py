@@ -15,7 +15,7 @@ from speechkit.evaluation import SystemResult, Transcriber, evaluate
 from speechkit.features import length_batches
 from speechkit.manifest import NBest, Utterance, read_manifest, write_manifest
 from speechkit.pretrain import load_asr
-from speechkit.results import REPO_ROOT, repo_path
+from speechkit.results import REPO_ROOT, local_or_hub, repo_path
 from speechkit.scoring import Difference, paired_difference
 from speechkit.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
 from speechkit.training import TrainConfig, TrainLog, train
@@ -105,7 +105,7 @@ def speech_llm_transcriber(model: SpeechLLM, stage: Stage, decoding: DecodingCon
 
 
 def whisper_transcriber(checkpoint: str) -> Transcriber:
-    return asr_transcriber(*load_asr(checkpoint))
+    return asr_transcriber(*load_asr(local_or_hub(checkpoint)))
 
 
 def compare(baseline: Sequence[SystemResult], system: Sequence[SystemResult]) -> list[tuple[str, Difference]]:
