@@ -189,6 +189,7 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
                               f"{error.exec_count}): {error.ename}: {error.evalue}\n"
                               f"the executed notebook is kept at {failed}") from None
         os.replace(partial, executed)
+        (stage_dir / f"{stage.name}.failed.ipynb").unlink(missing_ok=True)  # an earlier failure is now stale
         seconds = time.perf_counter() - stage_started
         write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance()})
         write_json(marker, {"key": key, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})

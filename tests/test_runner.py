@@ -110,6 +110,10 @@ def test_failure_names_stage_cell_and_error_and_keeps_earlier_results(project):
     assert (out / "smoke" / "01_second" / "01_second.failed.ipynb").is_file()
     assert not (out / "smoke" / "01_second" / "stage.json").exists()
     assert not list((out / "smoke").rglob(".*.tmp"))
+    (notebooks / "params" / "smoke" / "01_second.yaml").write_text("fail: false\n")
+    go(project)  # fixed: the stage runs, the stale failed notebook goes
+    assert (out / "smoke" / "01_second" / "stage.json").is_file()
+    assert not (out / "smoke" / "01_second" / "01_second.failed.ipynb").exists()
 
 
 def test_command_line_reports_parameter_errors(project, capsys):
