@@ -11,12 +11,12 @@ THREADS ?= $(shell nproc 2>/dev/null || echo 1)
 export MPLBACKEND ?= Agg
 export TQDM_MININTERVAL ?= 10
 
-.PHONY: setup system-deps reproduce test speed clean-results
+.PHONY: setup system-deps browser-deps debian-packages reproduce test speed clean-results
 
 reproduce: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m speechkit run --profile $(PROFILE)
 
-test: setup
+test: setup browser-deps
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
 # Speed ratios of the speech LLM (after make reproduce): length batching vs 30 s padding, batched vs single decoding.
@@ -28,12 +28,21 @@ setup: system-deps $(VENV)/.installed
 
 # Debian packages the benchmark needs (espeak-ng speaks it). Installed when missing and we may; else say how.
 system-deps:
-	@if ! command -v espeak-ng >/dev/null 2>&1; then \
-	  cmd="apt-get install -y --no-install-recommends espeak-ng"; \
-	  if [ "$$(id -u)" = 0 ]; then echo "installing espeak-ng: $$cmd"; (apt-get update -qq || true) && $$cmd; \
-	  elif sudo -n true 2>/dev/null; then echo "installing espeak-ng: sudo $$cmd"; sudo apt-get update -qq; sudo $$cmd; \
-	  else echo "error: espeak-ng is missing and this user cannot install it. Run:  sudo $$cmd" >&2; exit 1; fi; \
+	@$(MAKE) --no-print-directory debian-packages COMMANDS="espeak-ng" PACKAGES="espeak-ng"
+
+# Installs PACKAGES when one of COMMANDS is missing and we may (root or passwordless sudo); else says how.
+debian-packages:
+	@missing=""; for c in $(COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  cmd="apt-get install -y --no-install-recommends $(PACKAGES)"; \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing $(PACKAGES): $$cmd"; (apt-get update -qq || true) && $$cmd; \
+	  elif sudo -n true 2>/dev/null; then echo "installing $(PACKAGES): sudo $$cmd"; sudo apt-get update -qq; sudo $$cmd; \
+	  else echo "error:$$missing missing and this user cannot install it. Run:  sudo $$cmd" >&2; exit 1; fi; \
 	fi
+
+# Debian's chromium and its driver, for the test that loads the routing demo served by Voila in a real browser.
+browser-deps:
+	@$(MAKE) --no-print-directory debian-packages COMMANDS="chromium chromedriver" PACKAGES="chromium chromium-driver"
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

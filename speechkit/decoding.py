@@ -51,6 +51,7 @@ class Decoded:
     language: str | None             # from <LANG_xx>, when the model emitted one
     score: float                     # mean log-probability per generated token
     guard: str = ""                  # "", "repetition", "echo" or "repetition+echo"
+    first_token_probability: float = 0.0  # of the first generated token (a routing token's confidence)
 
 
 def parse(raw: str) -> tuple[str | None, str]:
@@ -118,7 +119,8 @@ def decode(model: SpeechLLM, examples: Sequence[Example], stage: Stage, config: 
             text, repeated = cut_repetitions(text, config.max_repeats)
             text, echoed = strip_echo(text)
             guard = "+".join(name for name, hit in (("repetition", repeated), ("echo", echoed)) if hit)
-            decoded.append(Decoded(text, raw, language, float(valid.mean()) if valid.numel() else 0.0, guard))
+            decoded.append(Decoded(text, raw, language, float(valid.mean()) if valid.numel() else 0.0, guard,
+                                   float(scores[j][0].exp())))
         results.append(sorted(decoded, key=lambda d: -d.score))
     return results
 

@@ -13,6 +13,8 @@ import numpy as np
 from speechkit.audio import load_utterance, wav_bytes
 from speechkit.manifest import Utterance, read_manifest
 from speechkit.results import Metric, format_value
+from speechkit.scoring import aligned_units
+from speechkit.text import normaliser_for
 
 
 def audio_tag(audio: np.ndarray) -> str:
@@ -92,3 +94,21 @@ def plot_training(log) -> plt.Figure:
     rates.set(xlabel="step", ylabel="learning rate", title="schedule")
     figure.tight_layout()
     return figure
+
+
+def highlight_errors(reference: str, hypothesis: str, language: str) -> str:
+    """The hypothesis as HTML (normalised as scored): substitutions in red with the reference word struck through
+    beside them, insertions underlined in orange, deleted reference words struck through in grey."""
+    pieces = []
+    for operation, ref, hyp in aligned_units(reference, hypothesis, normaliser_for(language)):
+        ref, hyp = html.escape(ref), html.escape(hyp)
+        if operation == "equal":
+            pieces.append(hyp)
+        elif operation == "substitute":
+            pieces.append(f'<span style="color:#c00" title="reference: {ref}">{hyp}</span> <s style="color:#888">'
+                          f"{ref}</s>")
+        elif operation == "insert":
+            pieces.append(f'<u style="color:#d60">{hyp}</u>')
+        else:
+            pieces.append(f'<s style="color:#888">{ref}</s>')
+    return " ".join(pieces) or "<i>(empty)</i>"

@@ -53,20 +53,28 @@ def evaluate(transcribe: Transcriber, data_dir: str | Path, manifests: Sequence[
             batch = [utterances[i] for i in indices]
             for i, text in zip(indices, transcribe(batch, [load_utterance(u, data_dir) for u in batch]), strict=True):
                 hypotheses[i] = text
-        seconds = time.perf_counter() - started
-        total_audio = sum(u.duration for u in utterances)
-        for language in sorted({u.language for u in utterances}):
-            chosen = [i for i, u in enumerate(utterances) if u.language == language]
-            refs = [utterances[i].text for i in chosen]
-            hyps = [hypotheses[i] for i in chosen]
-            entities = [utterances[i].entities for i in chosen]
-            normaliser = normaliser_for(language)
-            audio = sum(utterances[i].duration for i in chosen)
-            results.append(SystemResult(
-                name, language, error_rate(refs, hyps, normaliser),
-                entity_error_rate(refs, entities, hyps, normaliser) if any(entities) else None,
-                tuple(utterances[i].id for i in chosen), tuple(refs), tuple(hyps), audio,
-                seconds * audio / total_audio))
+        results += score(name, utterances, hypotheses, time.perf_counter() - started)
+    return results
+
+
+def score(manifest: str, utterances: Sequence[Utterance], hypotheses: Sequence[str],
+          seconds: float = 0.0) -> list[SystemResult]:
+    """Score one system's transcripts of a manifest's utterances, one result per language (`seconds`: the time it
+    took, shared out by audio duration)."""
+    results = []
+    total_audio = sum(u.duration for u in utterances)
+    for language in sorted({u.language for u in utterances}):
+        chosen = [i for i, u in enumerate(utterances) if u.language == language]
+        refs = [utterances[i].text for i in chosen]
+        hyps = [hypotheses[i] for i in chosen]
+        entities = [utterances[i].entities for i in chosen]
+        normaliser = normaliser_for(language)
+        audio = sum(utterances[i].duration for i in chosen)
+        results.append(SystemResult(
+            manifest, language, error_rate(refs, hyps, normaliser),
+            entity_error_rate(refs, entities, hyps, normaliser) if any(entities) else None,
+            tuple(utterances[i].id for i in chosen), tuple(refs), tuple(hyps), audio,
+            seconds * audio / total_audio))
     return results
 
 

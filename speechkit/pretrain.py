@@ -54,15 +54,20 @@ def _training_utterances(data_dir: Path, manifests: Sequence[str]) -> list[Utter
 
 def pretrain_asr(model_config: ASRModelConfig, train_config: TrainConfig, data_dir: str | Path,
                  checkpoint: str | Path, manifests: Sequence[str] = ("source_train", "multilingual_train"),
-                 progress: bool = True) -> tuple[asr.WhisperASR, PreTrainedTokenizerFast, TrainLog]:
-    """Train the small Whisper from scratch on labeled training manifests; saves it to `checkpoint`."""
+                 progress: bool = True, init: str | Path | None = None
+                 ) -> tuple[asr.WhisperASR, PreTrainedTokenizerFast, TrainLog]:
+    """Train the small Whisper on labeled training manifests, from scratch or (`init`) continuing a saved one (its
+    architecture and tokenizer kept; the model config's sizes are then ignored); saves it to `checkpoint`."""
     data_dir, checkpoint = Path(data_dir), Path(checkpoint)
     utterances = _training_utterances(data_dir, manifests)
-    corpus = [json.loads(line)["text"] for line in (data_dir / "text_corpus.jsonl").open(encoding="utf-8")]
-    tokenizer = build_char_tokenizer([u.text for u in utterances] + corpus)
     torch.manual_seed(train_config.seed)
-    model = asr.WhisperASR(asr.standin_config(tokenizer, model_config.d_model, model_config.layers,
-                                              model_config.heads, model_config.n_mels))
+    if init:
+        model, tokenizer = load_asr(init)
+    else:
+        corpus = [json.loads(line)["text"] for line in (data_dir / "text_corpus.jsonl").open(encoding="utf-8")]
+        tokenizer = build_char_tokenizer([u.text for u in utterances] + corpus)
+        model = asr.WhisperASR(asr.standin_config(tokenizer, model_config.d_model, model_config.layers,
+                                                  model_config.heads, model_config.n_mels))
     durations = [u.duration for u in utterances]
 
     def batches(epoch: int) -> list[list[int]]:
@@ -110,13 +115,25 @@ def save_checkpoint(model, tokenizer: PreTrainedTokenizerFast, checkpoint: str |
     tokenizer.save_pretrained(checkpoint)
 
 
+def read_provenance(checkpoint: str | Path) -> dict | None:
+    path = Path(checkpoint) / PROVENANCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def write_provenance(checkpoint: str | Path, data_dir: str | Path, parameters: dict, metrics: dict,
-                     log: TrainLog, command: str) -> dict:
+                     log: TrainLog, command: str, continued_from: dict | None = None) -> dict:
+    """The provenance card; `continued_from` is the card of the checkpoint this training continued (its commit,
+    steps and training time stay on record, and the totals add them up)."""
     benchmark = json.loads((Path(data_dir) / "benchmark.json").read_text())
+    seconds, steps = (log.seconds[-1] if log.seconds else 0.0), (log.step[-1] if log.step else 0)
+    earlier = continued_from or {}
     record = {"command": command, "parameters": parameters, "benchmark_sha256": benchmark["sha256"],
-              "benchmark_config": benchmark["config"], "training_seconds": log.seconds[-1] if log.seconds else 0.0,
-              "steps": log.step[-1] if log.step else 0, "stopped_by": log.stopped_by, "metrics": metrics,
-              **provenance()}
+              "benchmark_config": benchmark["config"], "training_seconds": seconds, "steps": steps,
+              "total_training_seconds": seconds + earlier.get("total_training_seconds",
+                                                              earlier.get("training_seconds", 0.0)),
+              "total_steps": steps + earlier.get("total_steps", earlier.get("steps", 0)),
+              "stopped_by": log.stopped_by, "metrics": metrics, **provenance(),
+              "continued_from": continued_from}
     write_json(Path(checkpoint) / PROVENANCE_FILE, record)
     return record
 

@@ -105,6 +105,19 @@ def _align(references: list[str], hypotheses: list[str]) -> list[list]:
     return chunks
 
 
+def utterance_errors(reference: str, hypothesis: str | None, normaliser: str) -> ErrorCounts:
+    """Hits, substitutions, deletions and insertions of one utterance (no interval: cheap enough per row)."""
+    return _counts_from_alignment(_align([_units(reference, normaliser)], [_units(hypothesis, normaliser)])[0])
+
+
+def aligned_units(reference: str, hypothesis: str, normaliser: str) -> list[tuple[str, str, str]]:
+    """The alignment as (operation, reference units, hypothesis units) pieces: equal, substitute, delete, insert."""
+    ref, hyp = _units(reference, normaliser), _units(hypothesis, normaliser)
+    ref_units, hyp_units = ref.split(), hyp.split()
+    return [(c.type, " ".join(ref_units[c.ref_start_idx:c.ref_end_idx]),
+             " ".join(hyp_units[c.hyp_start_idx:c.hyp_end_idx])) for c in _align([ref], [hyp])[0]]
+
+
 def error_rate(references: Sequence[str], hypotheses: Sequence[str | None], normaliser: str,
                resamples: int = 1000, seed: int = 0) -> ErrorRate:
     """Corpus WER (or CER with the `characters` normaliser) with a 95% bootstrap interval over utterances.

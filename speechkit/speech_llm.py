@@ -55,6 +55,7 @@ class Stage:
     output_format: str = "plain"       # "plain": the transcript; "tagged": <LANG_xx> <transcribe> ... </transcribe>
     language_prompts: bool = False     # the prompt in the utterance's language instead of English
     think_weight: float = 1.0          # loss weight of <think> ... </think> tokens (prompt-loss weighting)
+    action_weight: float = 1.0         # loss weight of a routing token (<internal>, <external>, <rewrite>)
 
     def __post_init__(self):
         if self.output_format not in ("plain", "tagged"):
@@ -128,6 +129,7 @@ class Example:
     target: str | None = None          # the transcript (training) or None (decoding)
     think: str | None = None           # optional reasoning placed in <think> ... </think> before the transcript
     context: str | None = None         # optional text placed before the prompt (e.g. previous utterances)
+    action: str | None = None          # optional routing token emitted first: "internal", "external" or "rewrite"
 
 
 class SpeechLLM(nn.Module):
@@ -218,7 +220,9 @@ class SpeechLLM(nn.Module):
         eos = self.tokenizer.eos_token
         if stage.output_format == "plain":
             return [(f" {example.target}{eos}", 1.0)]
-        spans = [(f" <LANG_{example.language}>", 1.0)]
+        # the routing token first and without a leading space: the first generated token is the decision itself
+        spans = [(f"<{example.action}>", stage.action_weight)] if example.action is not None else []
+        spans.append((f" <LANG_{example.language}>", 1.0))
         if example.think is not None:
             spans.append((f" <think> {example.think} </think>", stage.think_weight))
         return spans + [(f" <transcribe> {example.target} </transcribe>{eos}", 1.0)]

@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from speechkit.fileio import atomic_open
+from speechkit.results import Metric
 
 STATE_FILE = "training_state.pt"
 
@@ -153,3 +154,9 @@ def trainable_summary(model: torch.nn.Module) -> dict[str, int]:
     """Parameter counts: trainable and total (what a stage's configuration actually unfroze)."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
+
+
+def training_metrics(log: TrainLog, prefix: str = "") -> list[Metric]:
+    """Steps and minutes a run trained (wall-clock budgets give fewer steps on a loaded machine: keep them on record)."""
+    return [Metric(f"{prefix}training steps", log.step[-1] if log.step else 0, unit="count"),
+            Metric(f"{prefix}training minutes", round((log.seconds[-1] if log.seconds else 0.0) / 60, 1), unit="min")]

@@ -42,3 +42,13 @@ def tiny_checkpoints(tmp_path_factory, smoke_benchmark):
     llm = AutoModelForCausalLM.from_config(lm.standin_config(bpe, hidden=32, layers=1, heads=2, kv_heads=1))
     save_checkpoint(llm, bpe, folder / "llm")
     return folder / "whisper", folder / "llm"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The whole smoke profile through the runner, once per session: (results dir, data dir, summary path)."""
+    from speechkit.runner import run
+
+    root = tmp_path_factory.mktemp("smoke_run")
+    out, data = root / "results", root / "data"
+    return out, data, run("smoke", out=out, data=data)

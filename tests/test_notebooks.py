@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from speechkit.manifest import read_manifest, read_nbest
-from speechkit.runner import INJECTED, declared_parameters, discover, run, validate
+from speechkit.routing import read_decisions
+from speechkit.runner import INJECTED, declared_parameters, discover, validate
 from speechkit.speech_llm import SpeechLLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +51,9 @@ def test_smoke_defaults_equal_the_smoke_parameter_files():
 
 
 @pytest.mark.slow
-def test_the_smoke_pipeline_runs_through_the_runner(tmp_path):
-    """Every notebook of the smoke profile, in order: data, pretraining, speech-LLM stages, studies."""
-    out, data = tmp_path / "results", tmp_path / "data"
-    summary = run("smoke", out=out, data=data)
+def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
+    """Every notebook of the smoke profile, in order: data, pretraining, speech-LLM stages, studies, routing."""
+    out, data, summary = smoke_run
     executed = nbformat.read(out / "smoke" / "00_data" / "00_data.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the plots are embedded"
@@ -76,3 +76,14 @@ def test_the_smoke_pipeline_runs_through_the_runner(tmp_path):
     assert nbest and all(len(n.hypotheses) == 4 for n in nbest)
     modes = ("none", "oracle", "own")
     assert {("14_context", f"WER conversation_turns_test, context: {mode}") for mode in modes} <= names
+    for system in ("pocketsphinx", "whisper"):
+        assert ("15_external_asr", f"{system} WER source_test [en]") in names
+        assert read_nbest(out / "smoke" / "15_external_asr" / "nbest" / system / "conversation_turns_train.jsonl")
+    routed = {"internal (speech LLM)", "external pocketsphinx", "GER cascade", "routed", "oracle routing"}
+    assert {("16_routing", f"{system} WER medical_test [en]") for system in routed} <= names
+    assert {("16_routing", "routing accuracy"), ("16_routing", "routing F1 <rewrite>")} <= names
+    assert read_decisions(out / "smoke" / "16_routing" / "decisions.jsonl")
+    demo = nbformat.read(out / "smoke" / "17_routing_demo" / "17_routing_demo.ipynb", as_version=4)
+    views = [o for c in demo.cells if c.cell_type == "code" for o in c.outputs
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 2, "the routing browser and the audio browser are displayed"
