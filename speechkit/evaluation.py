@@ -91,6 +91,11 @@ def result_metrics(results: Sequence[SystemResult], prefix: str = "", claim: str
     return metrics
 
 
+def hypotheses_by_id(results: Sequence[SystemResult]) -> dict[str, str]:
+    """One system's transcripts, by utterance id (e.g. for `speechkit.widgets.AudioBrowser`)."""
+    return {i: hypothesis for r in results for i, hypothesis in zip(r.ids, r.hypotheses, strict=True)}
+
+
 def save_hypotheses(path: str | Path, results: Sequence[SystemResult]) -> None:
     """One JSONL row per utterance: id, manifest, language, reference, hypothesis."""
     write_jsonl(path, ({"id": i, "manifest": r.manifest, "language": r.language, "reference": ref, "hypothesis": hyp}

@@ -6,6 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from papermill.translators import PythonTranslator
 
 from speechkit.manifest import read_manifest, read_nbest
 from speechkit.routing import read_decisions
@@ -29,6 +30,8 @@ def test_notebook_hygiene(path):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0] is code[0], "exactly one parameters cell, the first code cell"
     assert set(INJECTED) <= set(declared_parameters(path))
+    # papermill (and JupyterLab's parameter inspection) must read every line of the cell
+    assert {p.name for p in PythonTranslator.inspect(tagged[0])} == set(declared_parameters(path))
 
 
 @pytest.mark.parametrize("params", sorted((ROOT / "notebooks" / "params").glob("*/*.yaml")),
