@@ -116,6 +116,6 @@ def plot_error_rates(systems: dict[str, Sequence[SystemResult]], title: str = "e
         axes.bar(xs, rates, width, yerr=[low, high], capsize=3, label=name)
     axes.set_xticks([k + width * (len(systems) - 1) / 2 for k in range(len(keys))], keys, rotation=30, ha="right")
     axes.set(ylabel="WER / CER (%)", title=title)
-    axes.legend()
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     figure.tight_layout()
     return figure

@@ -241,7 +241,8 @@ def plot_routing(train_counts: dict[str, int], report: RoutingReport) -> plt.Fig
     labels.set(title="training labels", ylabel="utterances")
     matrix.imshow(report.confusion, cmap="Blues")
     for (row, column), value in np.ndenumerate(report.confusion):
-        matrix.text(column, row, str(value), ha="center", va="center")
+        matrix.text(column, row, str(value), ha="center", va="center",
+                    color="white" if value > report.confusion.max() / 2 else "black")
     ticks = [f"<{a}>" for a in report.labels]
     matrix.set(xticks=range(len(ticks)), xticklabels=ticks, yticks=range(len(ticks)), yticklabels=ticks,
                xlabel="emitted token", ylabel="label", title=f"routing on test (accuracy {report.accuracy:.0%})")
