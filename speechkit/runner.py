@@ -200,11 +200,11 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
 
 
 def write_summary(out_dir: Path, stage_names: list[str]) -> Path:
-    """`summary.json` and `summary.md`: one row per metric of every finished stage, in stage order."""
+    """`summary.json` and `summary.md`: one row per metric of every stage that has written its metrics, in stage
+    order (committed results count too: a clone has their metrics but not the runner's skip markers)."""
     rows = []
     for name in stage_names:
-        if (out_dir / name / STAGE_FILE).is_file():
-            rows += [{"stage": name, **dataclasses.asdict(m)} for m in load_metrics(out_dir / name)]
+        rows += [{"stage": name, **dataclasses.asdict(m)} for m in load_metrics(out_dir / name)]
     write_json(out_dir / "summary.json", rows)
     lines = [f"# Results: profile `{out_dir.name}`", "",
              "Rates in %, with 95% bootstrap confidence intervals in brackets where they apply.", "",

@@ -103,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="benchmark folder")
     parser.add_argument("--manifest", default="source_dev")
     parser.add_argument("--utterances", type=int, default=48)
+    parser.add_argument("--decode-batch", type=int, default=16, help="utterances per batch in batched decoding")
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
-    report = measure(SpeechLLM.load(args.model), args.data, args.manifest, args.utterances)
+    report = measure(SpeechLLM.load(args.model), args.data, args.manifest, args.utterances,
+                     decode_batch=args.decode_batch)
     print(json.dumps(asdict(report), indent=2))
     print(f"training: {report.train_speedup}x the utterances/s of padding to 30 s (target >= 4x); "
           f"decoding: batched RTFx {report.decode_speedup}x batch size 1 (target >= 3x)")
