@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +30,7 @@ from speechkit.asr import transcribe
 from speechkit.audio import SAMPLE_RATE, load_utterance
 from speechkit.evaluation import SystemResult, score
 from speechkit.features import length_batches
+from speechkit.fileio import write_json
 from speechkit.manifest import Hypothesis, NBest, Utterance, read_manifest, read_nbest, write_manifest
 from speechkit.pretrain import load_asr
 from speechkit.results import local_or_hub
@@ -37,6 +41,7 @@ from speechkit.text import normaliser_for
 
 class NBestRecognizer(Protocol):
     name: str
+    signature: dict    # what determines its output (model, weights, settings): saved lists are reused only if equal
 
     def recognize(self, audios: Sequence[np.ndarray], languages: Sequence[str]) -> list[list[Hypothesis]]:
         """N-best (best first, distinct texts) for each audio."""
@@ -47,6 +52,8 @@ class PocketsphinxASR:
         from pocketsphinx import Decoder  # imported here: only this recogniser needs it
 
         self.name, self.nbest, self.scan = name, nbest, scan
+        self.signature = {"system": "pocketsphinx", "version": metadata.version("pocketsphinx"), "nbest": nbest,
+                          "scan": scan}
         self.decoder = Decoder(dither=False, loglevel="FATAL")
         self.initial_cmn = self.decoder.get_cmn(False)
 
@@ -97,6 +104,8 @@ class WhisperNBest:
         if device:
             self.model.to(device)
         self.name, self.nbest, self.num_beams = name, nbest, num_beams
+        self.signature = {"system": "whisper", "checkpoint": checkpoint, "weights": weights_digest(checkpoint),
+                          "nbest": nbest, "num_beams": num_beams}
 
     def recognize(self, audios: Sequence[np.ndarray], languages: Sequence[str]) -> list[list[Hypothesis]]:
         decoded = transcribe(self.model, self.tokenizer, audios, languages, num_beams=self.num_beams,
@@ -117,6 +126,8 @@ class HuggingFaceASR:
         if device:
             self.model.to(device)
         self.name, self.nbest, self.num_beams = name or Path(checkpoint).name, nbest, num_beams
+        self.signature = {"system": "transformers", "checkpoint": checkpoint, "weights": weights_digest(checkpoint),
+                          "nbest": nbest, "num_beams": num_beams}
 
     @torch.no_grad()
     def recognize(self, audios: Sequence[np.ndarray], languages: Sequence[str]) -> list[list[Hypothesis]]:
@@ -128,6 +139,17 @@ class HuggingFaceASR:
         scores = output.sequences_scores.tolist() if output.sequences_scores is not None else [0.0] * len(texts)
         return [distinct([Hypothesis(texts[j].strip(), scores[j])
                           for j in range(i * self.nbest, (i + 1) * self.nbest)]) for i in range(len(audios))]
+
+
+def weights_digest(checkpoint: str) -> str:
+    """SHA-256 of a local checkpoint's weight files (a hub id stands for itself)."""
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        return checkpoint
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def distinct(hypotheses: Sequence[Hypothesis]) -> list[Hypothesis]:
@@ -144,15 +166,16 @@ def recognize_manifest(recognizer: NBestRecognizer, data_dir: str | Path, manife
                        limit: int = 0, batch_seconds: float = 60.0, max_batch: int = 16,
                        progress: bool = True) -> list[NBest]:
     """N-best lists for a manifest (its first `limit` utterances if `limit`), written in the kit's N-best format in
-    manifest order; a list already written for the same utterances is read back instead of recomputed."""
+    manifest order, with the recogniser's signature beside them (`<path>.json`); lists already written by the same
+    recogniser (same signature) for the same utterances are read back instead of recomputed."""
     data_dir = Path(data_dir)
     utterances: list[Utterance] = read_manifest(data_dir / f"{manifest}.jsonl")
     utterances = utterances[:limit] if limit else utterances
     path = Path(path)
-    if path.is_file():
+    signature_path = path.with_name(path.name + ".json")
+    if path.is_file() and signature_path.is_file() and json.loads(signature_path.read_text()) == recognizer.signature:
         saved = read_nbest(path)
-        if [n.id for n in saved] == [u.id for u in utterances] and all(n.system == recognizer.name
-                                                                                  for n in saved):
+        if [n.id for n in saved] == [u.id for u in utterances]:
             return saved
     lists: dict[str, NBest] = {}
     batches = length_batches([u.duration for u in utterances], batch_seconds, max_batch, rng=None)
@@ -162,6 +185,7 @@ def recognize_manifest(recognizer: NBestRecognizer, data_dir: str | Path, manife
         lists.update({u.id: NBest(u.id, recognizer.name, tuple(h)) for u, h in zip(batch, decoded, strict=True)})
     ordered = [lists[u.id] for u in utterances]
     write_manifest(path, ordered)
+    write_json(signature_path, recognizer.signature)
     return ordered
 
 

@@ -151,11 +151,11 @@ def test_pocketsphinx_is_english_only():
         PocketsphinxASR().recognize([np.zeros(16_000, dtype=np.float32)], ["fr"])
 
 
-def test_saved_nbest_lists_are_reused_not_recomputed(smoke_benchmark, tmp_path):
+def test_saved_nbest_lists_are_reused_only_for_the_same_recognizer(smoke_benchmark, tmp_path):
     root, _ = smoke_benchmark
 
     class Counting:
-        name, calls = "counting", 0
+        name, calls, signature = "counting", 0, {"model": "a"}
 
         def recognize(self, audios, languages):
             Counting.calls += 1
@@ -168,6 +168,11 @@ def test_saved_nbest_lists_are_reused_not_recomputed(smoke_benchmark, tmp_path):
     assert Counting.calls == calls
     recognize_manifest(Counting(), root, "source_test", path, limit=3, progress=False)  # other utterances: redone
     assert Counting.calls > calls and len(read_nbest(path)) == 3
+    calls = Counting.calls
+    retrained = Counting()
+    retrained.signature = {"model": "b"}  # another model (e.g. retrained weights): never the old lists
+    recognize_manifest(retrained, root, "source_test", path, limit=3, progress=False)
+    assert Counting.calls > calls
 
 
 def test_whisper_nbest_and_unknown_systems(tiny_checkpoints, smoke_benchmark, tmp_path):
