@@ -4,9 +4,9 @@
   whose errors differ from the neural models'. Synthetic audio holds exact zeros, which wreck its features, so it
   always runs with dither (seeded, and cepstral normalisation restarted per utterance; some search state still
   carries over, so a manifest's lists are reproducible run to run, and an utterance decoded alone may differ
-  slightly). Its raw N-best is mostly duplicates and its first entry is
-  often not `hyp()`: the 1-best is `hyp()`, then distinct N-best entries follow; its path scores are linear probabilities that underflow, so a
-  hypothesis' score is its log (underflowed ones rank after the rest, in pocketsphinx's order).
+  slightly). Its raw N-best is mostly duplicates and its first entry is often not `hyp()`: the 1-best is `hyp()`,
+  then distinct N-best entries follow; its path scores are linear probabilities that underflow, so a hypothesis'
+  score is its log (underflowed ones rank after the rest, in pocketsphinx's order).
 - `WhisperNBest`: the kit's Whisper (the stand-in, or a real checkpoint) with beam search, N-best from the beams.
 - `HuggingFaceASR`: any transformers speech-to-text checkpoint with a processor (Whisper, and Canary/Parakeet-class
   models through their transformers support) by hub id or path, N-best through `num_return_sequences`.

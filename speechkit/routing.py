@@ -316,7 +316,8 @@ class GERCorrector:
                                     add_special_tokens=False).to(self.model.device)
             # the runaway guard: a correction is about as long as the hypotheses it corrects
             longest = max(len(self.tokenizer(h[0].text).input_ids) for h in nbests[start:start + batch_size])
-            output = self.model.generate(**inputs, max_new_tokens=min(max_new_tokens, 2 * longest + 8), do_sample=False,
+            output = self.model.generate(**inputs, max_new_tokens=min(max_new_tokens, 2 * longest + 8),
+                                         do_sample=False,
                                          pad_token_id=self.tokenizer.pad_token_id,
                                          eos_token_id=self.tokenizer.eos_token_id)
             generated = self.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -157,6 +157,6 @@ def trainable_summary(model: torch.nn.Module) -> dict[str, int]:
 
 
 def training_metrics(log: TrainLog, prefix: str = "") -> list[Metric]:
-    """Steps and minutes a run trained (wall-clock budgets give fewer steps on a loaded machine: keep them on record)."""
+    """Steps and minutes a run trained (a wall-clock budget gives fewer steps on a loaded machine: keep both)."""
     return [Metric(f"{prefix}training steps", log.step[-1] if log.step else 0, unit="count"),
             Metric(f"{prefix}training minutes", round((log.seconds[-1] if log.seconds else 0.0) / 60, 1), unit="min")]

@@ -106,7 +106,8 @@ def check_demo_page(run_dir: Path, data: Path, tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     # The same check against an existing run, e.g. the default profile's (its screenshot is committed):
-    # SPEECHKIT_ARTIFACTS=results/default/17_routing_demo python tests/test_demo_page.py results/default data_manifests/default
+    # SPEECHKIT_ARTIFACTS=results/default/17_routing_demo \
+    #     python tests/test_demo_page.py results/default data_manifests/default
     import tempfile
 
     results, data = (Path(arg).resolve() for arg in sys.argv[1:3])
