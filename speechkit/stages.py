@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from speechkit.asr import transcriber as asr_transcriber
 from speechkit.audio import load_utterance
-from speechkit.decoding import DecodingConfig, decode, to_nbest
+from speechkit.decoding import Decoded, DecodingConfig, decode, to_nbest
 from speechkit.evaluation import SystemResult, Transcriber, evaluate
 from speechkit.features import length_batches
 from speechkit.manifest import NBest, Utterance, read_manifest, write_manifest
@@ -121,17 +122,27 @@ def evaluate_speech_llm(model: SpeechLLM, setup: StageSetup, data_dir: str | Pat
                     manifests.split(","), max_batch=setup.max_batch * 2, limit=setup.eval_limit)
 
 
+def decode_all(model: SpeechLLM, stage: Stage, durations: Sequence[float], example: Callable[[int], Example],
+               decoding: DecodingConfig, max_batch: int = 16, desc: str = "decoding",
+               progress: bool = False) -> list[list[Decoded]]:
+    """N-best of every item (`example(i)` builds item i, audio included), decoded in length-sorted batches; returned
+    in item order."""
+    decoded: dict[int, list[Decoded]] = {}
+    batches = length_batches(durations, 120.0, max_batch, rng=None)
+    for indices in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+        decoded.update(zip(indices, decode(model, [example(i) for i in indices], stage, decoding), strict=True))
+    return [decoded[i] for i in range(len(durations))]
+
+
 def export_nbest(model: SpeechLLM, stage: Stage, data_dir: str | Path, manifest: str, decoding: DecodingConfig,
                  path: str | Path, system: str = "speech-llm", limit: int = 0, max_batch: int = 16) -> list[NBest]:
     """Decode a manifest and write its N-best lists (the kit's N-best manifest format), in manifest order."""
     data_dir = Path(data_dir)
     utterances = read_manifest(data_dir / f"{manifest}.jsonl")
     utterances = utterances[:limit] if limit else utterances
-    lists: dict[str, NBest] = {}
-    for indices in length_batches([u.duration for u in utterances], 120.0, max_batch, rng=None):
-        batch = [utterances[i] for i in indices]
-        decoded = decode(model, examples(batch, [load_utterance(u, data_dir) for u in batch], False), stage, decoding)
-        lists.update({u.id: to_nbest(u.id, system, d) for u, d in zip(batch, decoded, strict=True)})
-    ordered = [lists[u.id] for u in utterances]
-    write_manifest(path, ordered)
-    return ordered
+    decoded = decode_all(model, stage, [u.duration for u in utterances],
+                         lambda i: Example(load_utterance(utterances[i], data_dir), utterances[i].language), decoding,
+                         max_batch)
+    lists = [to_nbest(u.id, system, d) for u, d in zip(utterances, decoded, strict=True)]
+    write_manifest(path, lists)
+    return lists

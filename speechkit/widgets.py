@@ -36,7 +36,15 @@ def _audio(utterance: Utterance, data_dir: Path) -> widgets.Audio:
     return widgets.Audio(value=wav_bytes(load_utterance(utterance, data_dir)), format="wav", autoplay=False)
 
 
-class AudioBrowser:
+class _Browser:
+    widget: widgets.Widget
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+
+class AudioBrowser(_Browser):
     """Browse a manifest: a text filter, a list of utterances, the chosen one's audio, transcript and hypotheses."""
 
     def __init__(self, utterances: Sequence[Utterance], data_dir: str | Path,
@@ -78,12 +86,8 @@ class AudioBrowser:
                              if chosen.text else html.escape(by_id[chosen.id])))
         self.details.value = _rows_table(rows, f"{chosen.id} · {chosen.domain} · {chosen.language}")
 
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
 
-
-class RoutingBrowser:
+class RoutingBrowser(_Browser):
     """Browse routing decisions: filters, the routing table, and the chosen utterance in detail."""
 
     def __init__(self, decisions: Sequence[Decision], utterances: Sequence[Utterance], data_dir: str | Path):
@@ -135,10 +139,6 @@ class RoutingBrowser:
             return
         self.player.children = (_audio(self.utterances[decision.id], self.data_dir),)
         self.details.value = decision_details(decision)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
 
 
 def _wer(decision: Decision, text: str) -> str:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechkit import routing
+from speechkit import routing, stages
 from speechkit.audio import load_utterance
 from speechkit.decoding import Decoded
 from speechkit.external import PocketsphinxASR, make_recognizer, nbest_path, recognize_manifest, score_nbest
@@ -90,7 +90,7 @@ def test_the_emitted_token_decides_the_output(monkeypatch, smoke_benchmark, raw,
         seen_prompts.extend(e.context for e in examples)
         return [[Decoded("model says", raw, "en", -0.1, first_token_probability=0.8)] for _ in examples]
 
-    monkeypatch.setattr(routing, "decode", fake_decode)
+    monkeypatch.setattr(stages, "decode", fake_decode)
     decisions = route(None, ROUTING_STAGE, [item(u) for u in utterances], "source_test", root, progress=False)
     assert [d.id for d in decisions] == [u.id for u in utterances]
     assert all(d.action == action and d.output == output for d in decisions)
