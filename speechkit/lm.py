@@ -64,3 +64,18 @@ def perplexity(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], 
             nll[group] += float(row.sum())
             count[group] += int(valid.sum())
     return {group: math.exp(nll[group] / count[group]) for group in sorted(nll)}
+
+
+@torch.no_grad()
+def repeat_loss(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> tuple[float, float]:
+    """Mean per-token loss (nats) of each text the first time and right after itself ("A <eos> A"): a model that
+    uses its context predicts the repeat almost for free; one that ignores context scores both alike."""
+    model.eval()
+    totals, count = np.zeros(2), 0
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        sequence = torch.tensor([[tokenizer.eos_token_id, *ids, tokenizer.eos_token_id, *ids]], device=model.device)
+        losses = F.cross_entropy(model(input_ids=sequence).logits[0, :-1].float(), sequence[0, 1:], reduction="none")
+        totals += [float(losses[:len(ids)].sum()), float(losses[len(ids) + 1:].sum())]
+        count += len(ids)
+    return float(totals[0] / count), float(totals[1] / count)

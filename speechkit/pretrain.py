@@ -154,4 +154,7 @@ def lm_metrics(model, tokenizer: PreTrainedTokenizerFast, data_dir: str | Path) 
     utterances = [u for name in ("source_dev", "medical_dev", "finance_dev", "multilingual_dev")
                   for u in read_manifest(Path(data_dir) / f"{name}.jsonl", check_audio=False)]
     scores = lm.perplexity(model, tokenizer, [u.text for u in utterances], [u.domain for u in utterances])
-    return [Metric(f"LM perplexity {domain} dev", round(value, 2)) for domain, value in scores.items()]
+    first, repeated = lm.repeat_loss(model, tokenizer, [u.text for u in utterances if u.domain == "general"][:200])
+    return [Metric(f"LM perplexity {domain} dev", round(value, 2)) for domain, value in scores.items()] + [
+        Metric("LM loss per token, general dev sentence", round(first, 3), unit="nats"),
+        Metric("LM loss per token, the same sentence right after itself", round(repeated, 3), unit="nats")]

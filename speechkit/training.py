@@ -7,6 +7,7 @@ the learning-rate schedule follows, and resumable checkpoints that include where
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     saved every `checkpoint_minutes` and at the end, and a rerun resumes where the last one stopped.
     """
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    start = weights_digest(model)
     torch.manual_seed(config.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
@@ -85,6 +87,10 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     if saved is not None and saved["config"] != asdict(config):
         print(f"{path}: saved by a run with another configuration; starting afresh")
         saved = None
+    if saved is not None and saved.get("start") != start:
+        # e.g. a stage rerun on a retrained previous stage: same configuration, other starting weights
+        print(f"{path}: saved by a run that started from other weights; starting afresh")
+        saved = None
     if saved is not None:
         accelerator.unwrap_model(model).load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -96,7 +102,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
             return
         with atomic_open(path, "wb") as handle:
             torch.save({"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": torch.get_rng_state(), "config": asdict(config),
+                        "rng": torch.get_rng_state(), "config": asdict(config), "start": start,
                         "state": {**state, "log": asdict(state["log"])}}, handle)
 
     log: TrainLog = state["log"]
@@ -148,6 +154,16 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     save()
     model.eval()
     return log
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (one tensor at a time on the CPU): identifies the weights a run
+    started from, so that only a run from the same weights is resumed."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def trainable_summary(model: torch.nn.Module) -> dict[str, int]:

@@ -70,6 +70,20 @@ def test_a_state_saved_under_another_configuration_is_not_resumed(tmp_path):
     assert log.step == [2, 4, 6]
 
 
+def test_a_state_saved_by_a_run_from_other_weights_is_not_resumed(tmp_path, capsys):
+    """A rerun of a stage whose previous stage was retrained: same configuration, other starting weights."""
+    config = TrainConfig(max_steps=4, warmup_steps=0, log_every=2)
+    train(toy(), batches, loss, config, tmp_path, progress=False)
+    same = train(toy(), batches, loss, config, tmp_path, progress=False)  # resumes the finished run: no new steps
+    assert same.step == [2, 4] and "afresh" not in capsys.readouterr().out
+    other = toy()
+    with torch.no_grad():
+        other.bias.add_(1.0)
+    log = train(other, batches, loss, config, tmp_path, progress=False)
+    assert log.step == [2, 4] and "started from other weights" in capsys.readouterr().out
+    assert log.loss[0] != same.loss[0]
+
+
 def test_nothing_to_train_is_an_error():
     model = toy().requires_grad_(False)
     with pytest.raises(ValueError, match="no parameter of the model requires grad"):
