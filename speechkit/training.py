@@ -71,10 +71,11 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
 
     `batches(epoch)` lists the epoch's batch descriptions (deterministic per epoch); `loss_fn(model, batch)` builds
     the tensors on `model`'s device and returns (loss, named parts to log). With `checkpoint_dir`, the state is
-    saved every `checkpoint_minutes` and at the end, and a rerun resumes where the last one stopped.
+    saved every `checkpoint_minutes` and at the end, and a rerun with the same configuration from the same starting
+    weights resumes where the last one stopped.
     """
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    start = weights_digest(model)
+    start = weights_digest(model) if checkpoint_dir else None
     torch.manual_seed(config.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
