@@ -104,7 +104,7 @@ class WhisperNBest:
         if device:
             self.model.to(device)
         self.name, self.nbest, self.num_beams = name, nbest, num_beams
-        self.signature = {"system": "whisper", "checkpoint": checkpoint, "weights": weights_digest(checkpoint),
+        self.signature = {"system": "whisper", "checkpoint": checkpoint, "weights": checkpoint_digest(checkpoint),
                           "nbest": nbest, "num_beams": num_beams}
 
     def recognize(self, audios: Sequence[np.ndarray], languages: Sequence[str]) -> list[list[Hypothesis]]:
@@ -126,7 +126,7 @@ class HuggingFaceASR:
         if device:
             self.model.to(device)
         self.name, self.nbest, self.num_beams = name or Path(checkpoint).name, nbest, num_beams
-        self.signature = {"system": "transformers", "checkpoint": checkpoint, "weights": weights_digest(checkpoint),
+        self.signature = {"system": "transformers", "checkpoint": checkpoint, "weights": checkpoint_digest(checkpoint),
                           "nbest": nbest, "num_beams": num_beams}
 
     @torch.no_grad()
@@ -141,7 +141,7 @@ class HuggingFaceASR:
                           for j in range(i * self.nbest, (i + 1) * self.nbest)]) for i in range(len(audios))]
 
 
-def weights_digest(checkpoint: str) -> str:
+def checkpoint_digest(checkpoint: str) -> str:
     """SHA-256 of a local checkpoint's weight files (a hub id stands for itself)."""
     folder = Path(checkpoint)
     if not folder.is_dir():

@@ -33,8 +33,7 @@ from speechkit.features import length_batches
 from speechkit.fileio import write_jsonl
 from speechkit.manifest import Hypothesis, NBest, Utterance
 from speechkit.pretrain import load_lm
-from speechkit.results import local_or_hub
-from speechkit.results import Metric
+from speechkit.results import Metric, local_or_hub
 from speechkit.scoring import paired_difference, utterance_errors
 from speechkit.speech_llm import STAGES, Example, SpeechLLM, Stage
 from speechkit.stages import decode_all

@@ -75,7 +75,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     weights resumes where the last one stopped.
     """
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    start = weights_digest(model) if checkpoint_dir else None
+    start = parameters_digest(model) if checkpoint_dir else None
     torch.manual_seed(config.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
@@ -157,7 +157,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     return log
 
 
-def weights_digest(model: torch.nn.Module) -> str:
+def parameters_digest(model: torch.nn.Module) -> str:
     """SHA-256 of every parameter and buffer (one tensor at a time on the CPU): identifies the weights a run
     started from, so that only a run from the same weights is resumed."""
     digest = hashlib.sha256()
