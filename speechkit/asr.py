@@ -18,13 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedTokenizerFast, WhisperConfig, WhisperForConditionalGeneration
+from transformers import AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperConfig, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechkit.audio import load_utterance
-from speechkit.features import log_mel
+from speechkit.features import window_log_mel
 from speechkit.manifest import Hypothesis, Utterance
+from speechkit.results import local_or_hub
 from speechkit.vocab import language_tag
 
 ENCODER_FRAMES_PER_SECOND = 50  # Whisper's second convolution halves the 100 Hz mel frame rate
@@ -73,6 +74,28 @@ class WhisperASR(WhisperForConditionalGeneration):
         return GenerationMixin.generate(self, *args, **kwargs)
 
 
+def decoder_prompt(tokenizer: PreTrainedTokenizerFast, language: str) -> list[int]:
+    """The decoder's prompt: a real Whisper's `<|startoftranscript|>[<|xx|><|transcribe|>]<|notimestamps|>` (language
+    and task only for a multilingual model: vocabulary of 51,865 or more, openai/whisper's own test), or the
+    stand-in's `<sot><|xx|>`."""
+    vocab = tokenizer.get_vocab()
+    if "<|notimestamps|>" not in vocab:
+        return [tokenizer.bos_token_id, vocab[language_tag(language)]]
+    tokens = ["<|startoftranscript|>"]
+    if len(vocab) >= 51865:
+        tokens += [language_tag(language), "<|transcribe|>"]
+    return [vocab[t] for t in tokens + ["<|notimestamps|>"]]
+
+
+def load_asr(reference: str, dtype: torch.dtype = torch.float32) -> tuple["WhisperASR", PreTrainedTokenizerFast]:
+    """The ASR from `pkg:<name>` (a packaged model, imported on first use), a local folder or a hub id.
+
+    A real Whisper gets a freshly initialised CTC head (only the stand-ins were trained with one)."""
+    path = local_or_hub(reference)
+    model = WhisperASR.from_pretrained(path, dtype=dtype)
+    return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
 def standin_config(tokenizer: PreTrainedTokenizerFast, d_model: int = 256, layers: int = 4, heads: int = 4,
                    n_mels: int = 80, max_seconds: int = 30) -> WhisperConfig:
     """A small Whisper (8 M parameters at the defaults) over the character tokenizer; special ids set explicitly."""
@@ -103,9 +126,9 @@ def make_batch(utterances: Sequence[Utterance], root: str | Path, tokenizer: Pre
                n_mels: int, audios: Sequence[np.ndarray] | None = None) -> ASRBatch:
     """Features and targets of labeled utterances (audio read from `root` unless given)."""
     audios = audios if audios is not None else [load_utterance(u, root) for u in utterances]
-    features, frame_lengths = log_mel(audios, n_mels)
+    features, frame_lengths = window_log_mel(audios, n_mels)
     texts = [tokenizer(u.text, add_special_tokens=False).input_ids for u in utterances]
-    prompts = [[tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids(language_tag(u.language))] for u in utterances]
+    prompts = [decoder_prompt(tokenizer, u.language) for u in utterances]
     sequences = [prompt + text + [tokenizer.eos_token_id] for prompt, text in zip(prompts, texts, strict=True)]
     width = max(len(s) for s in sequences) - 1
     inputs = torch.full((len(sequences), width), tokenizer.pad_token_id)
@@ -146,18 +169,18 @@ def transcriber(model: WhisperASR, tokenizer: PreTrainedTokenizerFast, **options
 @torch.no_grad()
 def transcribe(model: WhisperASR, tokenizer: PreTrainedTokenizerFast, audios: Sequence[np.ndarray],
                languages: Sequence[str], num_beams: int = 1, nbest: int = 1, do_sample: bool = False,
-               temperature: float = 1.0, chars_per_second: float = 25.0) -> list[list[Hypothesis]]:
+               temperature: float = 1.0, tokens_per_second: float = 12.0) -> list[list[Hypothesis]]:
     """Decode a batch; each utterance gets `nbest` hypotheses (text, mean log-probability per token), best first.
 
-    The length limit scales with the audio (`chars_per_second`), the guard against runaway repetition.
+    The length limit scales with the audio (`tokens_per_second`), the guard against runaway repetition.
     """
     model.eval()
     device = model.device
-    features, frame_lengths = log_mel(audios, model.config.num_mel_bins)
+    features, frame_lengths = window_log_mel(audios, model.config.num_mel_bins,
+                                             model.config.max_source_positions // ENCODER_FRAMES_PER_SECOND)
     hidden, _ = encode(model.model.encoder, features.to(device), frame_lengths.to(device))
-    prompt = torch.tensor([[tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids(language_tag(language))]
-                           for language in languages], device=device)
-    max_new = int(chars_per_second * max(len(a) for a in audios) / 16_000) + 8
+    prompt = torch.tensor([decoder_prompt(tokenizer, language) for language in languages], device=device)
+    max_new = int(tokens_per_second * max(len(a) for a in audios) / 16_000) + 8
     output = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), decoder_input_ids=prompt,
                             max_new_tokens=max_new, num_beams=num_beams, num_return_sequences=nbest,
                             do_sample=do_sample, temperature=temperature if do_sample else None, top_k=None,

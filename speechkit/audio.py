@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from speechkit.fileio import atomic_open
-from speechkit.manifest import SAMPLE_RATE, Utterance
+from speechkit.manifest import FRAME_SECONDS, MIN_DURATION, SAMPLE_RATE, Utterance
 
 
 class AudioError(ValueError):
@@ -19,7 +19,11 @@ class AudioError(ValueError):
 
 def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = None,
                sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read [offset, offset + duration) seconds of a file, downmixed to mono and resampled (soxr) to `sample_rate`."""
+    """Read [offset, offset + duration) seconds of a file, downmixed to mono and resampled (soxr) to `sample_rate`.
+
+    A segment that overruns the file by less than one frame (bounds rounded to centiseconds) ends with the file;
+    a longer overrun, audio shorter than `MIN_DURATION` and NaN or infinite samples are errors naming the file.
+    """
     try:
         with sf.SoundFile(str(path)) as handle:
             native = handle.samplerate
@@ -28,9 +32,15 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
             audio = handle.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
         raise AudioError(f"cannot read audio {path}: {error}") from error
-    if duration is not None and len(audio) < int(round(duration * native)) - 1:
+    if duration is not None and len(audio) < int(round((duration - FRAME_SECONDS) * native)):
         raise AudioError(f"{path}: asked for {duration:.2f} s at {offset:.2f} s, "
                          f"file ends after {len(audio) / native:.2f} s")
+    if len(audio) < MIN_DURATION * native:
+        raise AudioError(f"{path}: {len(audio)} samples at {native} Hz; the models need at least "
+                         f"{round(MIN_DURATION * native)} ({MIN_DURATION} s)")
+    bad = int(np.size(audio) - np.count_nonzero(np.isfinite(audio)))
+    if bad:
+        raise AudioError(f"{path}: {bad} NaN or infinite samples")
     audio = audio.mean(axis=1)
     if native != sample_rate:
         audio = librosa.resample(audio, orig_sr=native, target_sr=sample_rate, res_type="soxr_hq")

@@ -7,7 +7,7 @@ Layout of a benchmark folder (formats in data_manifests/README.md):
     multilingual_{train,dev,test}.jsonl      fr, de, es, ja, ko
     conversations_{split}.jsonl              multi-speaker recordings; their turns in conversation_turns_{split}.jsonl,
     conversations_{split}.seglst.json/.rttm  references for meeteval (tcpWER/cpWER) and DER
-    text_corpus.jsonl                        text-only corpus (what the stand-in LLM reads), no dev/test sentence in it
+    text_corpus.jsonl                        text-only corpus (what an LLM knows), no spoken sentence in it
     audio/                                   16 kHz mono 16-bit WAV
     benchmark.json                           the config, statistics, content hash and generation time
 
@@ -23,6 +23,7 @@ import multiprocessing
 import shutil
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,13 +34,17 @@ from tqdm import tqdm  # the text bar: it renders in JupyterLab and in papermill
 from speechkit.audio import peak_normalise, write_wav
 from speechkit.fileio import sha256_file, write_json, write_jsonl, write_text
 from speechkit.manifest import SAMPLE_RATE, Context, Conversation, Utterance, read_manifest, write_manifest
+from speechkit.evaluation import SystemResult, result_metrics
 from speechkit.results import Metric
-from speechkit.synth import (Speaker, add_noise, augment, check_espeak, draw_augmentation, make_noise, make_speakers,
-                             synthesize)
+from speechkit.synth import (Speaker, add_noise, augment, check_engines, draw_augmentation, make_noise,
+                             make_speakers, synthesize)
 from speechkit.text import normaliser_for, words
-from speechkit.textgen import MULTILINGUAL, TARGET_DOMAINS, Domain, Sentence, build_domains, entity_lexicon
+from speechkit import corpora
+from speechkit.textgen import (MULTILINGUAL, TARGET_DOMAINS, Domain, Sentence, SentencePool, build_domains,
+                               entity_lexicon)
 
 SPLITS_WITH_TEXT = ("train", "dev", "test")
+MAX_TURNS = 14  # turns per conversation (at least 6)
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,12 @@ class BenchmarkConfig:
     conversations_test: int = 1
     train_speakers: int = 40         # per language; dev/test speakers are different people
     eval_speakers: int = 12
-    hibari_share: float = 0.15       # share of English speakers using hibari-tts' neural voice
-    augment_probability: float = 0.3  # chance of each of speed, reverb, noise per utterance
+    # English voices (measured Whisper tiny.en WER on Brown sentences: hibari 4.8%, Piper 7.7%, flite 9-19%,
+    # espeak-ng 26%); espeak-ng speaks the rest, and every other language
+    hibari_share: float = 0.35
+    piper_share: float = 0.25
+    flite_share: float = 0.25
+    augment_probability: float = 0.2  # chance of each of speed, reverb, noise per utterance
     snr_db_min: float = 5.0
     snr_db_max: float = 25.0
     context_entities: int = 8        # entity names in each target utterance's context (its own + distractors)
@@ -80,8 +89,10 @@ class BenchmarkConfig:
         for name in ("source_train", "source_test", "target_test", "train_speakers", "eval_speakers", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchmarkConfig.{name} must be at least 1")
-        if not 0 <= self.augment_probability <= 1 or not 0 <= self.hibari_share <= 1:
-            raise ValueError("augment_probability and hibari_share are probabilities in [0, 1]")
+        if not 0 <= self.augment_probability <= 1:
+            raise ValueError("augment_probability is a probability in [0, 1]")
+        if self.hibari_share + self.piper_share + self.flite_share > 1:
+            raise ValueError("hibari_share + piper_share + flite_share exceed 1 (espeak-ng speaks the rest)")
         if self.snr_db_min > self.snr_db_max:
             raise ValueError(f"snr_db_min ({self.snr_db_min}) exceeds snr_db_max ({self.snr_db_max})")
 
@@ -105,7 +116,7 @@ def generate(config: BenchmarkConfig, root: str | Path, progress: bool = True) -
     It is built in `<root>.partial` and moved into place only when complete, so an interrupted run leaves the
     previous benchmark (or nothing) at `root`, never a mixture.
     """
-    check_espeak()
+    check_engines()
     started = time.perf_counter()
     final = Path(root)
     root = final.with_name(final.name + ".partial")
@@ -136,6 +147,7 @@ def generate(config: BenchmarkConfig, root: str | Path, progress: bool = True) -
         "statistics": [dataclasses.asdict(row) for row in statistics(root)],
         "entity_oov_rate": entity_oov_rate(root),
         "text_corpus_words": corpus_words,
+        "text_sources": corpora.sources(),
         "generation_seconds": round(time.perf_counter() - started, 1),
         "sha256": content_hash(root),
     }
@@ -159,6 +171,24 @@ def benchmark_metrics(record: dict) -> list[Metric]:
     ]
 
 
+# The papers' operating point, what the real Whisper's calibration is read against.
+OPERATING_POINT = {"source": "source domain: 4-15% WER",
+                   "target": "target domains: 8-30% WER, entity WER at least twice the domain's WER"}
+
+
+def calibration_metrics(results: Sequence[SystemResult]) -> list[Metric]:
+    """The real Whisper's WER (CER) and entity WER per test set, and the ratio entity WER / WER on target sets."""
+    metrics = []
+    for r in results:
+        group = r.manifest.split("_")[0]
+        claim = OPERATING_POINT["target" if group in TARGET_DOMAINS else "source"] if group != "multilingual" else None
+        metrics += result_metrics([r], prefix="calibration Whisper ", claim=claim)
+        if r.entity_wer is not None and r.wer.rate > 0:
+            metrics.append(Metric(f"calibration Whisper entity WER / WER {r.manifest} [{r.language}]",
+                                  round(r.entity_wer.rate / r.wer.rate, 2), unit="x", claim=claim))
+    return metrics
+
+
 def _speaker_pools(config: BenchmarkConfig) -> dict[tuple[str, str], list[Speaker]]:
     """(language, "train"|"eval") -> speakers; eval speakers never appear in training audio.
 
@@ -167,24 +197,27 @@ def _speaker_pools(config: BenchmarkConfig) -> dict[tuple[str, str], list[Speake
     """
     pools = {}
     for language in ("en", *MULTILINGUAL):
-        share = config.hibari_share if language == "en" else 0.0
+        shares = {"hibari": config.hibari_share, "piper": config.piper_share, "flite": config.flite_share}
         taken: set = set()
         for role, count in (("eval", config.eval_speakers), ("train", config.train_speakers)):
             rng = np.random.default_rng(_key(config.seed, f"speakers/{language}/{role}", 0))
             prefix = f"{language}-eval-" if role == "eval" else f"{language}-"
-            pools[language, role] = make_speakers(language, count, rng, prefix, share, taken)
+            pools[language, role] = make_speakers(language, count, rng, prefix, shares, taken)
     return pools
 
 
-def _plan_utterances(config: BenchmarkConfig, domains: dict[str, Domain],
+def _plan_utterances(config: BenchmarkConfig, domains: dict[str, Domain | SentencePool],
                      speakers: dict[tuple[str, str], list[Speaker]]) -> dict[str, list[_Job]]:
-    sizes = {"source": {"train": config.source_train, "dev": config.source_dev, "test": config.source_test}}
+    """Every utterance of every split. Source sentences come from disjoint corpus partitions; grammar sentences
+    are drawn test first, then dev, then training, each redrawn while it repeats a sentence of an earlier split."""
+    sizes = {"source": {"test": config.source_test, "dev": config.source_dev, "train": config.source_train}}
     for domain in TARGET_DOMAINS:
-        sizes[domain] = {"pool": config.target_pool, "dev": config.target_dev, "test": config.target_test}
-    sizes["multilingual"] = {"train": config.multilingual_train, "dev": config.multilingual_dev,
-                             "test": config.multilingual_test}
+        sizes[domain] = {"test": config.target_test, "dev": config.target_dev, "pool": config.target_pool}
+    sizes["multilingual"] = {"test": config.multilingual_test, "dev": config.multilingual_dev,
+                             "train": config.multilingual_train}
     plans = {}
     for group, splits in sizes.items():
+        used: set[str] = set()
         for split, count in splits.items():
             name = f"{group}_{split}"
             languages = MULTILINGUAL if group == "multilingual" else ("en",)
@@ -195,7 +228,11 @@ def _plan_utterances(config: BenchmarkConfig, domains: dict[str, Domain],
                 for index in range(count):
                     key = _key(config.seed, f"{name}/{language}", index)
                     rng = np.random.default_rng(key)
-                    sentence = domain.sample(rng)
+                    if isinstance(domain, SentencePool):
+                        sentence = domain.sentence(split, index)
+                    else:
+                        sentence = _unused(domain, rng, used)
+                    used.add(sentence.text)
                     speaker = pool[rng.integers(len(pool))]
                     uid = f"{name}-{language}-{index:05d}" if group == "multilingual" else f"{name}-{index:05d}"
                     utterance = _utterance(uid, f"audio/{name}/{uid}.wav", sentence, domain, speaker, split,
@@ -205,7 +242,17 @@ def _plan_utterances(config: BenchmarkConfig, domains: dict[str, Domain],
     return plans
 
 
-def _utterance(uid: str, audio: str, sentence: Sentence, domain: Domain, speaker: Speaker, split: str, group: str,
+def _unused(domain: Domain, rng: np.random.Generator, used: set[str], tries: int = 200) -> Sentence:
+    """A grammar sentence not in `used` (a small grammar may run out: then the last draw, repeated, is kept)."""
+    for _ in range(tries):
+        sentence = domain.sample(rng)
+        if sentence.text not in used:
+            break
+    return sentence
+
+
+def _utterance(uid: str, audio: str, sentence: Sentence, domain: Domain | SentencePool, speaker: Speaker, split: str,
+               group: str,
                config: BenchmarkConfig, rng: np.random.Generator, **extra) -> Utterance:
     context = None
     if group in TARGET_DOMAINS:
@@ -222,7 +269,7 @@ def _utterance(uid: str, audio: str, sentence: Sentence, domain: Domain, speaker
                      entities=sentence.entities, meta=meta, **extra)
 
 
-def _plan_conversations(config: BenchmarkConfig, domains: dict[str, Domain],
+def _plan_conversations(config: BenchmarkConfig, domains: dict[str, Domain | SentencePool],
                         speakers: dict[tuple[str, str], list[Speaker]]) -> list[tuple[Conversation, list[_Job]]]:
     """Conversations of 2-4 speakers, 6-14 turns; turn timing is decided when mixing, once durations are known."""
     planned = []
@@ -234,11 +281,12 @@ def _plan_conversations(config: BenchmarkConfig, domains: dict[str, Domain],
             cast = [pool[i] for i in rng.choice(len(pool), size=int(rng.integers(2, 5)), replace=False)]
             cid = f"conversation_{split}-{index:04d}"
             turns, previous = [], None
-            for turn in range(int(rng.integers(6, 15))):
+            for turn in range(int(rng.integers(6, MAX_TURNS + 1))):
                 speaker = rng.choice([s for s in cast if s is not previous])
                 previous = speaker
                 uid = f"{cid}-{turn:02d}"
-                utterance = _utterance(uid, f"audio/conversations_{split}/{cid}.wav", domains["general"].sample(rng),
+                sentence = domains["general"].sentence(f"conversations_{split}", index * MAX_TURNS + turn)
+                utterance = _utterance(uid, f"audio/conversations_{split}/{cid}.wav", sentence,
                                        domains["general"], speaker, split, "conversation", config, rng,
                                        conversation=cid, turn=turn)
                 turns.append(_Job(utterance, speaker, (*key, turn), augment=False))
@@ -267,16 +315,17 @@ def _synthesise_one(job: _Job, config: BenchmarkConfig, root: Path) -> tuple[str
 
 
 def _babble(rng: np.random.Generator, config: BenchmarkConfig) -> np.ndarray:
-    """Three other people talking at once (general-domain sentences by espeak speakers)."""
+    """Three other people talking at once (text-corpus sentences, never transcribed, by espeak speakers)."""
     domain = _domains(config.seed)["general"]
     voices = make_speakers("en", 3, rng, "babble-")
-    talk = [synthesize(v, domain.sample(rng).text, seed=0) for v in voices]
+    corpus = domain.partitions["corpus"]
+    talk = [synthesize(v, corpus[rng.integers(len(corpus))], seed=0) for v in voices]
     length = max(len(t) for t in talk)
     return sum(np.pad(t, (0, length - len(t))) for t in talk)
 
 
 @lru_cache(maxsize=1)
-def _domains(seed: int) -> dict[str, Domain]:
+def _domains(seed: int) -> dict[str, Domain | SentencePool]:
     return build_domains(seed)
 
 
@@ -377,8 +426,8 @@ CORPUS_SHARES = {"general": 0.4, "medical": 0.2, "finance": 0.2,
                  **{language: 0.2 / len(MULTILINGUAL) for language in MULTILINGUAL}}
 
 
-def _write_text_corpus(config: BenchmarkConfig, domains: dict[str, Domain], manifests: dict[str, list[Utterance]],
-                       root: Path) -> int:
+def _write_text_corpus(config: BenchmarkConfig, domains: dict[str, Domain | SentencePool],
+                       manifests: dict[str, list[Utterance]], root: Path) -> int:
     """Sentences from every domain, `text_corpus_factor` times as many words as all transcripts together.
 
     No sentence that is spoken anywhere in the benchmark enters the corpus: the LLM may know a domain's words and
@@ -394,8 +443,12 @@ def _write_text_corpus(config: BenchmarkConfig, domains: dict[str, Domain], mani
         domain = domains[name]
         rng = np.random.default_rng(_key(config.seed, f"corpus/{name}", 0))
         written, target = 0, int(share * budget)
-        while written < target:
-            sentence = domain.sample(rng)
+        # real text: the corpus partition in order (all of it at most); a grammar: as many draws as the budget needs
+        draws = (Sentence(text) for text in domain.partitions["corpus"]) if isinstance(domain, SentencePool) else (
+            domain.sample(rng) for _ in iter(int, 1))
+        for sentence in draws:
+            if written >= target:
+                break
             if sentence.text in spoken:
                 continue
             rows.append({"domain": domain.name, "language": domain.language, "text": sentence.text})

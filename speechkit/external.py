@@ -32,7 +32,7 @@ from speechkit.evaluation import SystemResult, score
 from speechkit.features import length_batches
 from speechkit.fileio import write_json
 from speechkit.manifest import Hypothesis, NBest, Utterance, read_manifest, read_nbest, write_manifest
-from speechkit.pretrain import load_asr
+from speechkit.asr import load_asr
 from speechkit.results import local_or_hub
 from speechkit.scoring import utterance_errors
 from speechkit.stages import resolve_checkpoint
@@ -100,7 +100,7 @@ class WhisperNBest:
                  device: str | None = None):
         if nbest > num_beams:
             raise ValueError(f"nbest ({nbest}) cannot exceed num_beams ({num_beams})")
-        self.model, self.tokenizer = load_asr(local_or_hub(checkpoint))
+        self.model, self.tokenizer = load_asr(checkpoint)
         if device:
             self.model.to(device)
         self.name, self.nbest, self.num_beams = name, nbest, num_beams

@@ -25,13 +25,25 @@ def log_mel(audios: Sequence[np.ndarray], n_mels: int = 80) -> tuple[torch.Tenso
     padding equals the encoder convolutions' own zero padding: see `speech_encoder.encode`.
     """
     extractor = _extractor(n_mels)
-    features = [extractor(audio, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt").input_features[0]
-                for audio in audios]
+    with torch.autocast("cpu", enabled=False):  # features in float32 even inside a bf16 autocast region
+        features = [extractor(audio, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt").input_features[0]
+                    for audio in audios]
     lengths = torch.tensor([f.shape[-1] for f in features])
     batch = torch.zeros(len(features), n_mels, int(lengths.max()))
     for i, f in enumerate(features):
         batch[i, :, :f.shape[-1]] = f
     return batch, lengths
+
+
+def window_log_mel(audios: Sequence[np.ndarray], n_mels: int = 80, seconds: int = 30) -> tuple[torch.Tensor,
+                                                                                            torch.Tensor]:
+    """Whisper's own features: each waveform zero-padded to the encoder's whole window before the log-mel, as
+    Whisper was pretrained. A pretrained Whisper decoding from unpadded features does not see the audio end and
+    repeats itself (measured: 5 of 8 natural sentences looped to the length limit)."""
+    extractor = _extractor(n_mels)
+    features = extractor(list(audios), sampling_rate=SAMPLE_RATE, padding="max_length", max_length=seconds * SAMPLE_RATE,
+                         return_tensors="pt").input_features
+    return features, torch.full((len(audios),), features.shape[-1])
 
 
 def length_batches(durations: Sequence[float], max_seconds: float, max_size: int, rng: np.random.Generator | None,

@@ -34,6 +34,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` for writers that take a file name (safetensors, torch), renamed over `path`
+    when the block ends; on error the old file is untouched and the temporary one removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:  # the writer closed it: flush it to disk before the rename
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     with atomic_open(path) as handle:
         json.dump(data, handle, indent=2, ensure_ascii=False, sort_keys=False)

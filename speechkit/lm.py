@@ -1,16 +1,29 @@
-"""The causal LM: a small Qwen2 pretrained on the benchmark's text corpus (the stand-in "LLM" that knows the domains'
-words), or a real chat LLM by hub id or path in the `full` profile - the same `AutoModelForCausalLM` either way."""
+"""The causal LM: SmolLM2-135M-Instruct from its registry package (`pkg:smollm2-135m-instruct`) by default, a real
+chat LLM by hub id or path in the `full` profile - the same `AutoModelForCausalLM` either way - and the measures of
+what it knows: perplexity per domain, and whether it reads its context (the loss of a sentence right after itself).
+`standin_config` builds the tiny random LMs of the unit tests."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedTokenizerFast, Qwen2Config
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
+
+from speechkit.manifest import read_manifest
+from speechkit.results import Metric, local_or_hub
+
+
+def load_lm(reference: str, dtype: torch.dtype = torch.float32):
+    """A causal LM and its tokenizer from `pkg:<name>`, a local folder or a hub id."""
+    path = local_or_hub(reference)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return model.eval(), AutoTokenizer.from_pretrained(path)
 
 
 def standin_config(tokenizer: PreTrainedTokenizerFast, hidden: int = 384, layers: int = 6, heads: int = 6,
@@ -68,14 +81,30 @@ def perplexity(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], 
 
 @torch.no_grad()
 def repeat_loss(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> tuple[float, float]:
-    """Mean per-token loss (nats) of each text the first time and right after itself ("A <eos> A"): a model that
-    uses its context predicts the repeat almost for free; one that ignores context scores both alike."""
+    """Mean per-token loss (nats) of each text the first time and right after itself ("A\nA"): a model that uses its
+    context predicts the repeat almost for free; one that ignores context scores both alike. (A newline separates
+    them: after a chat LLM's end-of-turn token a new turn, not a repeat, is what it expects.)"""
     model.eval()
     totals, count = np.zeros(2), 0
+    newline = tokenizer("\n", add_special_tokens=False).input_ids
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False).input_ids
-        sequence = torch.tensor([[tokenizer.eos_token_id, *ids, tokenizer.eos_token_id, *ids]], device=model.device)
+        start = [tokenizer.eos_token_id, *newline]  # the text starts a line either time
+        sequence = torch.tensor([[*start, *ids, *newline, *ids]], device=model.device)
         losses = F.cross_entropy(model(input_ids=sequence).logits[0, :-1].float(), sequence[0, 1:], reduction="none")
-        totals += [float(losses[:len(ids)].sum()), float(losses[len(ids) + 1:].sum())]
+        first = len(start) - 1  # losses[k] scores token k + 1
+        totals += [float(losses[first:first + len(ids)].sum()), float(losses[-len(ids):].sum())]
         count += len(ids)
     return float(totals[0] / count), float(totals[1] / count)
+
+
+def lm_metrics(model, tokenizer: PreTrainedTokenizerFast, data_dir: str | Path) -> list[Metric]:
+    """Perplexity per domain (and per language of the multilingual subset) on dev transcripts, and the loss of a
+    general-domain sentence alone vs right after itself (an LLM that reads its context copies the second time)."""
+    utterances = [u for name in ("source_dev", "medical_dev", "finance_dev", "multilingual_dev")
+                  for u in read_manifest(Path(data_dir) / f"{name}.jsonl", check_audio=False)]
+    scores = perplexity(model, tokenizer, [u.text for u in utterances], [u.domain for u in utterances])
+    first, repeated = repeat_loss(model, tokenizer, [u.text for u in utterances if u.domain == "general"][:200])
+    return [Metric(f"LM perplexity {domain} dev", round(value, 2)) for domain, value in scores.items()] + [
+        Metric("LM loss per token, general dev sentence", round(first, 3), unit="nats"),
+        Metric("LM loss per token, the same sentence right after itself", round(repeated, 3), unit="nats")]

@@ -13,16 +13,25 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import soundfile as sf
 
 from speechkit.fileio import write_jsonl
+from speechkit.vocab import LANGUAGES
 
 SAMPLE_RATE = 16_000
 UNLABELED_SPLITS = ("pool",)  # audio whose transcript a method may not see
+MAX_DURATION = 30.0   # Whisper's window: its feature extractor silently cuts longer audio
+MIN_DURATION = 0.05   # 800 samples at 16 kHz: shorter audio breaks the log-mel's STFT (n_fft 400) or says nothing
+FRAME_SECONDS = 0.01  # one 10 ms feature frame: bounds written with 2 decimals may overrun the file by less
 
 
 @dataclass(frozen=True)
@@ -199,13 +208,16 @@ def _read_records(path: Path, problems: list[Problem]) -> list[tuple[int, dict]]
 # -- loading with validation -----------------------------------------------------------------------------------
 
 def read_manifest(path: str | Path, root: str | Path | None = None, check_audio: bool = True,
-                  max_duration: float | None = None, strict_format: bool = False) -> list[Utterance]:
+                  max_duration: float | None = MAX_DURATION, strict_format: bool = False,
+                  check_samples: bool = False) -> list[Utterance]:
     """Load and validate an utterance manifest.
 
     `root` (default: the manifest's folder) resolves audio paths. With `check_audio`, each audio file's header is read:
-    it must exist and be readable, and [offset, offset + duration] must lie inside it. Audio at another sample rate
-    or with several channels is accepted and resampled/downmixed by `speechkit.audio.load_audio`, unless
-    `strict_format` asks for exactly 16 kHz mono. `max_duration` is the model's input limit in seconds.
+    it must exist and be readable, and [offset, offset + duration] must lie inside it (up to one frame, which loading
+    clamps). Audio at another sample rate or with several channels is accepted and resampled/downmixed by
+    `speechkit.audio.load_audio`, unless `strict_format` asks for exactly 16 kHz mono. `max_duration` is the model's
+    input limit in seconds (default Whisper's 30 s; None for none). `check_samples` also reads every segment: NaN or
+    infinite samples are problems, samples beyond [-1, 1] one warning per manifest.
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
@@ -213,19 +225,49 @@ def read_manifest(path: str | Path, root: str | Path | None = None, check_audio:
     items = _read_items(path, Utterance, problems)
     _check_unique(path, [(number, utterance.id) for number, utterance in items], problems)
     headers: dict[str, sf._SoundFileInfo | str] = {}
+    clipped: list[tuple[int, str]] = []
     for number, utterance in items:
         where = (str(path), number)
         _check_text(utterance, problems, where)
-        if utterance.duration <= 0 or utterance.offset < 0:
-            problems.append(Problem(*where, "duration", "duration must be > 0 and offset >= 0"))
-        if max_duration is not None and utterance.duration > max_duration:
-            problems.append(Problem(*where, "duration",
-                                    f"{utterance.duration:.2f} s is longer than the model's limit of {max_duration} s"))
-        if check_audio:
-            _check_audio(utterance, root, headers, strict_format, problems, where)
+        _check_labels(utterance.id, utterance.language, problems, where)
+        if not _check_times(utterance, max_duration, problems, where) or not check_audio:
+            continue
+        info = _check_audio(utterance, root, headers, strict_format, problems, where)
+        if check_samples and info is not None and _check_samples(utterance, root, info, problems, where):
+            clipped.append((number, utterance.audio))
+    if clipped:
+        warnings.warn(f"{path}: {len(clipped)} utterance(s) have samples beyond [-1, 1], which clip when written as "
+                      f"PCM (first: line {clipped[0][0]}, {clipped[0][1]})", stacklevel=2)
     if problems:
         raise ManifestError(problems)
     return [utterance for _, utterance in items]
+
+
+def _check_labels(id_: str, language: str, problems: list[Problem], where: tuple[str, int]) -> None:
+    if not id_.strip():
+        problems.append(Problem(*where, "id", "empty id"))
+    if language not in LANGUAGES:  # the tokenizers have a tag only for these
+        problems.append(Problem(*where, "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"))
+
+
+def _check_times(utterance: Utterance, max_duration: float | None, problems: list[Problem],
+                 where: tuple[str, int]) -> bool:
+    """Offset and duration are finite and in bounds; False when the audio cannot be checked against them."""
+    count = len(problems)
+    for name in ("offset", "duration"):
+        if not math.isfinite(getattr(utterance, name)):
+            problems.append(Problem(*where, name, f"must be a finite number, got {getattr(utterance, name)}"))
+    if len(problems) > count:
+        return False
+    if utterance.duration <= 0 or utterance.offset < 0:
+        problems.append(Problem(*where, "duration", "duration must be > 0 and offset >= 0"))
+    elif utterance.duration < MIN_DURATION:
+        problems.append(Problem(*where, "duration", f"{utterance.duration} s is shorter than the minimum of "
+                                                    f"{MIN_DURATION} s ({round(MIN_DURATION * SAMPLE_RATE)} samples)"))
+    if max_duration is not None and utterance.duration > max_duration:
+        problems.append(Problem(*where, "duration",
+                                f"{utterance.duration:.2f} s is longer than the model's limit of {max_duration} s"))
+    return len(problems) == count
 
 
 def _check_text(utterance: Utterance, problems: list[Problem], where: tuple[str, int]) -> None:
@@ -244,7 +286,8 @@ def _check_text(utterance: Utterance, problems: list[Problem], where: tuple[str,
 
 
 def _check_audio(utterance: Utterance, root: Path, headers: dict, strict_format: bool, problems: list[Problem],
-                 where: tuple[str, int]) -> None:
+                 where: tuple[str, int]) -> sf._SoundFileInfo | None:
+    """Header checks; returns the header, or None when the file cannot be read."""
     if utterance.audio not in headers:  # conversation turns share one file: read its header once
         try:
             headers[utterance.audio] = sf.info(str(root / utterance.audio))
@@ -254,13 +297,30 @@ def _check_audio(utterance: Utterance, root: Path, headers: dict, strict_format:
     info = headers[utterance.audio]
     if isinstance(info, str):
         problems.append(Problem(*where, "audio", info))
-        return
+        return None
     if strict_format and (info.samplerate != SAMPLE_RATE or info.channels != 1):
         problems.append(Problem(*where, "audio", f"{info.samplerate} Hz x {info.channels} channel(s); "
                                                  f"expected {SAMPLE_RATE} Hz mono"))
-    if utterance.offset + utterance.duration > info.duration + 0.01:
+    if utterance.offset + utterance.duration > info.duration + FRAME_SECONDS:
         problems.append(Problem(*where, "duration", f"segment ends at {utterance.offset + utterance.duration:.2f} s "
                                                     f"but the audio lasts {info.duration:.2f} s"))
+    return info
+
+
+def _check_samples(utterance: Utterance, root: Path, info: sf._SoundFileInfo, problems: list[Problem],
+                   where: tuple[str, int]) -> bool:
+    """Reads the segment: NaN/Inf samples are problems; returns whether any sample lies beyond [-1, 1]."""
+    start = round(utterance.offset * info.samplerate)
+    stop = min(start + round(utterance.duration * info.samplerate), info.frames)
+    try:
+        audio, _ = sf.read(str(root / utterance.audio), start=start, stop=stop, dtype="float32", always_2d=True)
+    except Exception as error:  # a header that reads fine can still hide a truncated or corrupt body
+        problems.append(Problem(*where, "audio", f"unreadable audio ({error})"))
+        return False
+    finite = np.isfinite(audio)
+    if not finite.all():
+        problems.append(Problem(*where, "audio", f"{int((~finite).sum())} NaN or infinite samples"))
+    return bool(np.abs(audio[finite]).max(initial=0.0) > 1.0)
 
 
 def read_conversations(path: str | Path) -> list[Conversation]:
@@ -268,6 +328,8 @@ def read_conversations(path: str | Path) -> list[Conversation]:
     problems: list[Problem] = []
     items = _read_items(path, Conversation, problems)
     _check_unique(path, [(number, item.id) for number, item in items], problems)
+    for number, conversation in items:
+        _check_labels(conversation.id, conversation.language, problems, (str(path), number))
     if problems:
         raise ManifestError(problems)
     return [item for _, item in items]
@@ -288,6 +350,35 @@ def read_nbest(path: str | Path) -> list[NBest]:
     if problems:
         raise ManifestError(problems)
     return [item for _, item in items]
+
+
+def check_manifest(path: str | Path, strict_format: bool = False) -> list[Problem]:
+    """Every problem of a manifest of any kind; for utterances every segment's samples are read too. What
+    `python -m speechkit validate` and the runner report (clipping only warns, once per manifest)."""
+    path = Path(path)
+    if not path.is_file():
+        return [Problem(str(path), 0, "<file>", "manifest not found")]
+    try:
+        _reader(path, strict_format)(path)
+    except ManifestError as error:
+        return sorted(error.problems, key=lambda problem: problem.line)  # stable: a line's problems keep their order
+    return []
+
+
+def _reader(path: Path, strict_format: bool) -> Callable[[Path], list]:
+    """The loader for a manifest's record kind, told by the first record: N-best lists and conversations have a
+    field utterances lack."""
+    for raw in path.read_bytes().splitlines():
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict) and "hypotheses" in record:
+            return read_nbest
+        if isinstance(record, dict) and "speakers" in record:
+            return read_conversations
+        break
+    return partial(read_manifest, strict_format=strict_format, check_samples=True)
 
 
 def _read_items(path: Path, cls: type[T], problems: list[Problem]) -> list[tuple[int, T]]:

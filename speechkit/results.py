@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
+from speechkit import model_import
 from speechkit.fileio import write_json
 
 T = TypeVar("T")
@@ -33,7 +34,10 @@ def repo_path(path: str | Path) -> Path:
 
 
 def local_or_hub(reference: str) -> str:
-    """A checkpoint path relative to the repository (as stages record them), an absolute path, or a hub id."""
+    """A packaged model (`pkg:<name>`, imported on first use), a checkpoint path relative to the repository (as
+    stages record them), an absolute path, or a hub id."""
+    if reference.startswith(model_import.PREFIX):
+        return model_import.resolve(reference)
     local = repo_path(reference)
     return str(local) if local.exists() else reference
 

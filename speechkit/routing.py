@@ -32,8 +32,8 @@ from speechkit.evaluation import SystemResult, score
 from speechkit.features import length_batches
 from speechkit.fileio import write_jsonl
 from speechkit.manifest import Hypothesis, NBest, Utterance
-from speechkit.pretrain import load_lm
-from speechkit.results import Metric, local_or_hub
+from speechkit.lm import load_lm
+from speechkit.results import Metric
 from speechkit.scoring import paired_difference, utterance_errors
 from speechkit.speech_llm import STAGES, Example, SpeechLLM, Stage
 from speechkit.stages import decode_all
@@ -278,7 +278,7 @@ class GERCorrector:
 
     @classmethod
     def from_llm(cls, checkpoint: str, nbest: int = 5, rank: int = 16, alpha: int = 32) -> "GERCorrector":
-        llm, tokenizer = load_lm(local_or_hub(checkpoint))
+        llm, tokenizer = load_lm(checkpoint)
         adapters = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05, target_modules=GER_LORA_TARGETS)
         return cls(get_peft_model(llm, adapters), tokenizer, nbest)
 

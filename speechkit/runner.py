@@ -1,12 +1,15 @@
 """The headless face of the kit: run the numbered notebooks of a profile in order with papermill.
 
     python -m speechkit run --profile default [--from STAGE] [--to STAGE] [--out DIR] [--data DIR] [--force]
+    python -m speechkit validate MANIFEST.jsonl [...] [--strict-format]
 
 A profile is the set of notebooks that have a parameter file `notebooks/params/<profile>/<stage>.yaml`. Before any
 notebook starts, every parameter file is checked against its notebook's `parameters` cell (papermill itself only
 warns about unknown names). Each stage writes its executed notebook and outputs to `<out>/<profile>/<stage>/`; a
 stage whose `stage.json` records the same key (notebook code, parameters, and the keys of the stages before it) is
-skipped. The run ends with `<out>/<profile>/summary.json` and `summary.md`.
+skipped. `--from` needs every earlier stage recorded with its current key, and a checkpoint another profile writes
+must exist; a stage starts only when the manifests it names validate, audio included. The run ends with
+`<out>/<profile>/summary.json` and `summary.md`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +32,14 @@ import nbformat
 import yaml
 
 from speechkit.fileio import write_json, write_text
-from speechkit.results import REPO_ROOT, Metric, format_value, load_metrics, provenance
+from speechkit.results import REPO_ROOT, Metric, format_value, load_metrics, provenance, repo_path
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 PROFILES = ("smoke", "default", "full")
 # Set by the runner in every notebook; each notebook declares them in its parameters cell.
 INJECTED = ("profile", "output_dir", "data_dir")
 STAGE_FILE = "stage.json"
+CHECKPOINT = "checkpoint"  # the folder a training stage saves its model to (`speechkit.stages.CHECKPOINT`)
 
 
 class ParameterError(ValueError):
@@ -157,21 +164,29 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
     chosen = {s.name for s in select(all_stages, first, last)}
     out_dir = Path(out).resolve() / profile
     data_dir = Path(data).resolve() if data else REPO_ROOT / "data_manifests" / profile
-    started = time.perf_counter()
-    previous_key = ""
-    for number, stage in enumerate(all_stages, start=1):
-        stage_dir = out_dir / stage.name
-        parameters = {**stage.parameters, "profile": profile, "output_dir": str(stage_dir),
+    planned, previous_key = [], ""
+    for stage in all_stages:
+        parameters = {**stage.parameters, "profile": profile, "output_dir": str(out_dir / stage.name),
                       "data_dir": str(data_dir)}
-        key = stage_key(stage, parameters, previous_key)
-        previous_key = key
+        previous_key = stage_key(stage, parameters, previous_key)
+        planned.append((stage, parameters, previous_key))
+
+    def rerun(stage: str, of: str = profile, last: str | None = last, into: Path = out_dir.parent) -> str:
+        return rerun_command(of, stage.split("_")[0], last, into, data if of == profile else None)
+
+    check_upstream(planned, chosen, out_dir, rerun)
+    started = time.perf_counter()
+    validated: dict[Path, list[str]] = {}  # manifests checked in this run, with their problems
+    for number, (stage, parameters, key) in enumerate(planned, start=1):
         if stage.name not in chosen:
             continue
+        stage_dir = out_dir / stage.name
         prefix = f"[{number}/{len(all_stages)}] {stage.name}"
         marker = stage_dir / STAGE_FILE
-        if not force and marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+        if not force and recorded_key(stage_dir) == key:
             log(f"{prefix}: outputs exist for these parameters, skipped (--force reruns)")
             continue
+        check_data(stage, parameters, data_dir, validated)
         log(f"{prefix}: running (elapsed {time.perf_counter() - started:.0f} s)")
         marker.unlink(missing_ok=True)  # a failed rerun must not look finished
         stage_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +212,86 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
     summary = write_summary(out_dir, [s.name for s in all_stages])
     log(f"summary: {summary}")
     return summary
+
+
+def recorded_key(stage_dir: Path) -> str | None:
+    marker = stage_dir / STAGE_FILE
+    return json.loads(marker.read_text()).get("key") if marker.is_file() else None
+
+
+def rerun_command(profile: str, first: str, last: str | None, out: Path, data: str | Path | None) -> str:
+    """The command line that runs `profile` from stage `first` into results folder `out`."""
+    command = f"python -m speechkit run --profile {profile} --from {first}" + (f" --to {last}" if last else "")
+    if out.resolve() != (REPO_ROOT / "results").resolve():
+        command += f" --out {out}"
+    return command + (f" --data {data}" if data else "")
+
+
+def check_upstream(planned: list[tuple[Stage, dict, str]], chosen: set[str], out_dir: Path,
+                   rerun: Callable[..., str]) -> None:
+    """Before any stage runs: the stages before the first chosen one finished with their current key (it feeds the
+    chosen stages' keys, and their outputs are what those stages read), and every checkpoint a chosen stage names by
+    path (`<out>/<profile>/<stage>/checkpoint`, e.g. the committed stand-ins) exists."""
+    first = next(i for i, (stage, _, _) in enumerate(planned) if stage.name in chosen)
+    for stage, _, key in planned[:first]:
+        recorded = recorded_key(out_dir / stage.name)
+        if recorded != key:
+            state = "has not run" if recorded is None else "ran with other code or parameters"
+            raise ParameterError(f"stage {stage.name} {state} (no current {STAGE_FILE} in "
+                                 f"{out_dir / stage.name}); run stage {stage.name} first: {rerun(stage.name)}")
+    for stage, parameters, _ in planned[first:]:
+        if stage.name not in chosen:
+            continue
+        for name, value in parameters.items():
+            producer = checkpoint_producer(value)
+            if producer and not repo_path(value).exists():
+                of, writer = producer
+                command = rerun(writer, of, writer.split("_")[0], repo_path(value).parents[2])
+                raise ParameterError(f"{stage.name}: {name} {value} does not exist; stage {writer} of profile {of} "
+                                     f"writes it: {command}")
+
+
+def checkpoint_producer(value: object) -> tuple[str, str] | None:
+    """(profile, stage) when `value` is a path to a stage's checkpoint, `<out>/<profile>/<NN_stage>/checkpoint`."""
+    if not isinstance(value, str) or not value.endswith(CHECKPOINT):
+        return None
+    parts = Path(value).parts
+    if len(parts) < 3 or parts[-1] != CHECKPOINT or not re.fullmatch(r"\d\d_\w+", parts[-2]):
+        return None
+    return parts[-3], parts[-2]
+
+
+def check_data(stage: Stage, parameters: dict, data_dir: Path, validated: dict[Path, list[str]]) -> None:
+    """The manifests a stage names (its `*manifest` and `*manifests` parameters: names in the data folder) must
+    validate, audio samples included, before the stage touches them; each is checked once per run."""
+    from speechkit.manifest import check_manifest  # imported here: `run --help` should not wait for it
+
+    values = {**declared_parameters(stage.notebook), **parameters}
+    paths = [data_dir / f"{name.strip()}.jsonl" for key, value in values.items()
+             if re.search(r"manifests?$", key) and isinstance(value, str) for name in value.split(",") if name.strip()]
+    for path in paths:
+        if path not in validated:
+            validated[path] = [str(problem) for problem in check_manifest(path)]
+    problems = [line for path in dict.fromkeys(paths) for line in validated[path]]
+    if problems:
+        raise StageFailed(f"{stage.name}: invalid data, the stage was not started:\n  " + "\n  ".join(problems))
+
+
+def validate_data(paths: list[str], strict_format: bool = False) -> int:
+    """`python -m speechkit validate`: one line per problem on stdout, warnings on stderr; 1 if any problem."""
+    from speechkit.manifest import check_manifest
+
+    problems = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for path in paths:
+            for problem in check_manifest(path, strict_format):
+                print(problem)
+                problems += 1
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    print(f"{len(paths)} manifest(s), {problems} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def write_summary(out_dir: Path, stage_names: list[str]) -> Path:
@@ -227,7 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     runner.add_argument("--out", default="results", help="results folder (default: results)")
     runner.add_argument("--data", help="benchmark folder (default: data_manifests/<profile>)")
     runner.add_argument("--force", action="store_true", help="rerun stages whose outputs exist")
+    checker = commands.add_parser("validate", help="check manifests and their audio; one line per problem")
+    checker.add_argument("manifests", nargs="+", help="manifest files (utterances, conversations or N-best lists)")
+    checker.add_argument("--strict-format", action="store_true", help="require 16 kHz mono audio")
     args = parser.parse_args(argv)
+    if args.command == "validate":
+        return validate_data(args.manifests, args.strict_format)
     try:
         run(args.profile, args.first, args.last, args.out, args.data, args.force)
     except (ParameterError, StageFailed) as error:

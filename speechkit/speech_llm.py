@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from speechkit.asr import WhisperASR, encode, padding_mask
 from speechkit.features import log_mel
-from speechkit.fileio import write_json
+from speechkit.fileio import atomic_path, write_json
 from speechkit.results import local_or_hub
 from speechkit.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKENS
 
@@ -170,12 +171,23 @@ class SpeechLLM(nn.Module):
             self._inject_lora(stage.lora_rank, stage.lora_alpha)
             config = replace(config, lora_rank=stage.lora_rank, lora_alpha=stage.lora_alpha)
         patterns = stage.train + ((r"lora_",) if config.lora_rank else ())
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad = any(re.search(p, name) for p in patterns)
+        matched, chosen = dict.fromkeys(patterns, 0), set()
+        # every name of a tied parameter counts (SmolLM2's lm_head is its embedding matrix)
+        for name, parameter in self.named_parameters(remove_duplicate=False):
+            for p in patterns:
+                if re.search(p, name):
+                    matched[p] += 1
+                    chosen.add(id(parameter))
+        for parameter in self.parameters():
+            parameter.requires_grad = id(parameter) in chosen
+        for pattern in [p for p, count in matched.items() if not count]:
+            # a typo in a pattern would silently freeze what was meant to train
+            warnings.warn(f"stage {stage.name!r}: pattern {pattern!r} matches no parameter of the model", stacklevel=2)
         self.config = replace(config, trained=tuple(dict.fromkeys(config.trained + patterns)),
                               stages=config.stages + (stage.name,))
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return {"trainable": trainable, "total": sum(p.numel() for p in self.parameters())}
+        total = sum(p.numel() for p in self.parameters())
+        return {"trainable": trainable, "total": total, "trainable share": round(trainable / total, 5)}
 
     def save(self, path: str | Path) -> None:
         """Configuration, trained parameters (safetensors) and tokenizer: independent of the code that trained it."""
@@ -187,7 +199,8 @@ class SpeechLLM(nn.Module):
             if any(re.search(p, name) for p in self.config.trained) and tensor.data_ptr() not in stored:
                 stored.add(tensor.data_ptr())
                 weights[name] = tensor.detach().cpu().contiguous()
-        save_file(weights, str(path / WEIGHTS_FILE))
+        with atomic_path(path / WEIGHTS_FILE) as tmp:  # a killed run never leaves half a weights file
+            save_file(weights, str(tmp))
         write_json(path / CONFIG_FILE, asdict(self.config))
         self.tokenizer.save_pretrained(path)
 
@@ -277,10 +290,13 @@ class SpeechLLM(nn.Module):
     def loss(self, examples: Sequence[Example], stage: Stage) -> tuple[torch.Tensor, dict[str, float]]:
         """Token-weighted cross-entropy: sum(w * CE) / sum(w) over target tokens (prompt tokens have w = 0)."""
         batch = self.build_inputs(examples, stage, with_targets=True)
-        logits = self.llm(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
-                          position_ids=batch["position_ids"]).logits[:, :-1].float()
+        hidden = self.llm.base_model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+                                     position_ids=batch["position_ids"]).last_hidden_state[:, :-1]
         labels, weights = batch["labels"][:, 1:], batch["weights"][:, 1:]
-        token_loss = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
-        loss = (token_loss * weights).sum() / weights.sum().clamp(min=1e-8)
-        plain = (token_loss * (labels != -100)).sum() / (labels != -100).sum().clamp(min=1)
-        return loss, {"unweighted": plain.item()}
+        target = labels != -100
+        # the LM head only where a target token is predicted: with a 49k vocabulary, logits for every prompt and
+        # audio position would cost more than the transformer itself
+        logits = self.llm.get_output_embeddings()(hidden[target]).float()
+        token_loss = F.cross_entropy(logits, labels[target], reduction="none")
+        loss = (token_loss * weights[target]).sum() / weights[target].sum().clamp(min=1e-8)
+        return loss, {"unweighted": token_loss.mean().item()}

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from speechkit.asr import load_asr
 from speechkit.asr import transcriber as asr_transcriber
 from speechkit.audio import load_utterance
 from speechkit.decoding import Decoded, DecodingConfig, decode, to_nbest
 from speechkit.evaluation import SystemResult, Transcriber, evaluate
 from speechkit.features import length_batches
 from speechkit.manifest import NBest, Utterance, read_manifest, write_manifest
-from speechkit.pretrain import load_asr
-from speechkit.results import REPO_ROOT, local_or_hub, repo_path
+from speechkit.results import REPO_ROOT, repo_path
 from speechkit.scoring import Difference, paired_difference
-from speechkit.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
-from speechkit.training import TrainConfig, TrainLog, train
+from speechkit.speech_llm import CHAT_TEMPLATE, STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
+from speechkit.training import TrainConfig, TrainLog, seed_everything, train
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class StageSetup:
     projector: str = "conv"
     downsample: int = 5
     projector_hidden: int = 1024
+    template: str = CHAT_TEMPLATE               # the LLM's chat template, or a format string as in SpeechLLMConfig
+    seed: int = 0                               # seeds the new weights (projector, LoRA): a rerun resumes exactly
     train_manifests: str = "source_train,multilingual_train"
     batch_seconds: float = 60.0                 # padded audio per batch
     max_batch: int = 16
@@ -54,8 +56,11 @@ CHECKPOINT = "checkpoint"  # the folder every training stage saves its model to
 
 
 def resolve_checkpoint(reference: str, output_dir: str | Path) -> str:
-    """A checkpoint reference: a stage name of the same run ("01_pretrain_asr" -> its checkpoint folder beside
-    `output_dir`), a path (relative to the repository), or a hub id (kept as is, for the `full` profile)."""
+    """A checkpoint reference: a stage name of the same run ("10_stage1_projector" -> its checkpoint folder beside
+    `output_dir`), a packaged model (`pkg:whisper-tiny.en`, kept as is), a path (relative to the repository), or a
+    hub id (kept as is, for the `full` profile)."""
+    if reference.startswith("pkg:"):
+        return reference
     local = repo_path(output_dir).parent / reference / CHECKPOINT if "/" not in reference else repo_path(reference)
     if not local.exists() and "/" in reference:
         return reference
@@ -65,11 +70,13 @@ def resolve_checkpoint(reference: str, output_dir: str | Path) -> str:
 
 def build(setup: StageSetup, output_dir: str | Path) -> SpeechLLM:
     """The previous stage's model, or (stage 1) a new one over the encoder and LLM checkpoints."""
+    seed_everything(setup.seed)
     if setup.init:
         return SpeechLLM.load(resolve_checkpoint(setup.init, output_dir))
     config = SpeechLLMConfig(encoder=resolve_checkpoint(setup.encoder, output_dir),
                              llm=resolve_checkpoint(setup.llm, output_dir), projector=setup.projector,
-                             downsample=setup.downsample, projector_hidden=setup.projector_hidden)
+                             downsample=setup.downsample, projector_hidden=setup.projector_hidden,
+                             template=setup.template)
     return SpeechLLM.from_pretrained_parts(config)
 
 
@@ -106,7 +113,7 @@ def speech_llm_transcriber(model: SpeechLLM, stage: Stage, decoding: DecodingCon
 
 
 def whisper_transcriber(checkpoint: str) -> Transcriber:
-    return asr_transcriber(*load_asr(local_or_hub(checkpoint)))
+    return asr_transcriber(*load_asr(checkpoint))
 
 
 def compare(baseline: Sequence[SystemResult], system: Sequence[SystemResult]) -> list[tuple[str, Difference]]:

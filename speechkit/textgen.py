@@ -1,20 +1,25 @@
-"""Sentence grammars of the embedded benchmark: a general source domain, entity-rich target domains, other languages.
+"""The text of the embedded benchmark: real sentences for the source domain, entity-rich target domains, other languages.
 
-Each domain is a list of templates whose `{slot}` fields are filled from word lists; slots named in UPPER case are
-named entities and their character spans are recorded. Entity names are invented from syllables (seeded), so they
-are absent from the general-domain transcripts and from any pretrained lexicon - the situation of ReHear and
-Ling & Ye, where the ASR has never heard the domain's names but an LLM that read the domain's text has.
-Hand-written because no library generates entity-annotated, domain-controlled text offline.
+- the general (source) domain is real text: Brown corpus sentences (`speechkit.corpora`), in disjoint partitions;
+- the target domains are templates of clinical dictation and earnings calls whose `{slot}` fields are filled from
+  word lists; slots named in UPPER case are named entities (real drug and condition names, real proper names) and
+  their character spans are recorded. The names are rare - absent from the source transcripts - the situation of
+  ReHear and Ling & Ye, where the ASR has seldom heard the domain's names but an LLM that read the domain's text has;
+- fr/de/es/ja/ko are small grammars (no sentence corpus for them ships in a registry package we could find).
+Templates are hand-written because no library generates entity-annotated, domain-controlled text offline.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from num2words import num2words
 
+from speechkit import corpora
 from speechkit.manifest import EntitySpan
 
 _SLOT = re.compile(r"\{(\w+)\}")
@@ -71,125 +76,78 @@ def _fill(slot: str, slots: dict[str, tuple[str, ...]], rng: np.random.Generator
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Invented names. Syllable inventories and suffixes give each entity type a recognisable shape (drug names end in
-# -mab or -pril, companies in -tech or -ora), as real domain names do.
-_ONSETS = ("b", "br", "c", "cl", "d", "dr", "f", "fl", "g", "gr", "h", "k", "kr", "l", "m", "n", "p", "pr", "qu",
-           "r", "s", "st", "t", "tr", "v", "z", "th", "sh", "ch", "x")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "io", "ou", "y")
-_CODAS = ("", "", "", "n", "r", "l", "s", "x", "m", "nd", "rt", "st")
-
-_SUFFIXES = {
-    "DRUG": ("mab", "nib", "pril", "olol", "statin", "vir", "zole", "tide", "parin", "cillin"),
-    "CONDITION": ("osis", "itis", "emia", "opathy", "algia"),
-    "ORG": ("tech", "ora", "ix", "gen", "corp", "ium", "ex", "on"),
-    "PRODUCT": ("ware", "line", "max", "pay", "link", "cloud"),
-    "PERSON": ("son", "berg", "ley", "ford", "wick", "ani", "ova", "ez", "ski", "er"),
-}
+# Real entity names. Drug and condition names come from a medical dictionary; people and companies are built from
+# real proper names (a company name is a surname and a corporate word, the way most are). Only names that never
+# occur in the Brown corpus are used: rare for the ASR, and absent from the source domain's transcripts.
+_COMPANY_WORDS = ("Holdings", "Systems", "Group", "Labs", "Industries", "Partners", "Capital", "Networks",
+                  "Therapeutics", "Energy", "Logistics", "Biosciences", "Semiconductor", "Financial", "Robotics")
+_PRODUCT_WORDS = ("Pro", "Cloud", "Max", "One", "Edge", "Link", "Suite", "Pay", "Vision", "Pulse")
 
 
-def invent_names(kind: str, count: int, rng: np.random.Generator, taken: set[str]) -> tuple[str, ...]:
-    """`count` distinct capitalised pseudo-words of shape `kind`, none of them in `taken` (which is updated)."""
+def real_names(count: int, rng: np.random.Generator, taken: set[str], kind: str) -> tuple[str, ...]:
+    """`count` distinct names of `kind` (DRUG, CONDITION, PERSON, ORG, PRODUCT) from real word lists, none of whose
+    words are in `taken` (which is updated)."""
+    terms = corpora.medical_terms()
+    if kind in terms:
+        pool = [t for t in terms[kind] if t not in taken]
+    else:
+        pool = [n for n in corpora.proper_names() if n.lower() not in taken]
+    order = rng.permutation(len(pool))
     names: list[str] = []
-    while len(names) < count:
-        syllables = "".join(_ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))]
-                            for _ in range(int(rng.integers(1, 3))))
-        coda = _CODAS[rng.integers(len(_CODAS))]
-        suffix = _SUFFIXES[kind][rng.integers(len(_SUFFIXES[kind]))]
-        name = (syllables + coda + suffix).capitalize()
-        if name.lower() not in taken and 4 <= len(name) <= 14:
-            taken.add(name.lower())
-            names.append(name)
+    for i in order:
+        if len(names) == count:
+            break
+        word = pool[i]
+        if word.lower() in taken:
+            continue
+        taken.add(word.lower())
+        if kind == "ORG":
+            word = f"{word} {_COMPANY_WORDS[rng.integers(len(_COMPANY_WORDS))]}"
+        elif kind == "PRODUCT":
+            word = f"{word} {_PRODUCT_WORDS[rng.integers(len(_PRODUCT_WORDS))]}"
+        names.append(word)
+    if len(names) < count:
+        raise ValueError(f"only {len(names)} {kind} names available, {count} asked")
     return tuple(names)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# General (source) domain: everyday English with a broad vocabulary.
-_GENERAL_SLOTS = {
-    "name": ("James", "Mary", "Robert", "Linda", "Michael", "Sarah", "David", "Emma", "Thomas", "Laura", "Daniel",
-             "Anna", "Peter", "Lucy", "George", "Helen", "Paul", "Alice", "Mark", "Grace", "Kevin", "Rachel",
-             "Steven", "Julia", "Brian", "Nancy", "Edward", "Karen", "Frank", "Susan"),
-    "relative": ("mother", "father", "sister", "brother", "aunt", "uncle", "cousin", "grandmother", "neighbour",
-                 "friend", "teacher", "colleague", "son", "daughter", "wife", "husband"),
-    "place": ("market", "library", "station", "park", "beach", "office", "school", "garden", "kitchen", "museum",
-              "hospital", "bakery", "cinema", "airport", "harbour", "village", "city centre", "bus stop",
-              "post office", "farm", "hotel", "restaurant", "church", "bridge", "river"),
-    "thing": ("umbrella", "bicycle", "newspaper", "basket", "ticket", "camera", "letter", "blanket", "lamp",
-              "kettle", "guitar", "jacket", "wallet", "notebook", "pencil", "mirror", "clock", "suitcase", "map",
-              "key", "phone", "chair", "window", "door", "bottle", "box", "coat", "ball", "book", "picture"),
-    "food": ("bread", "apples", "cheese", "soup", "rice", "oranges", "coffee", "tea", "cake", "potatoes", "eggs",
-             "fish", "chicken", "carrots", "milk", "butter", "honey", "pasta", "salad", "biscuits", "tomatoes",
-             "onions", "grapes", "beans", "pie"),
-    "day": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "the weekend",
-            "tomorrow", "yesterday", "this morning", "tonight", "last week", "next month"),
-    "time": ("early", "late", "before lunch", "after dinner", "at noon", "in the evening", "at midnight",
-             "around ten", "at dawn", "on time"),
-    "adjective": ("small", "large", "old", "new", "bright", "quiet", "heavy", "cheap", "warm", "cold", "clean",
-                  "broken", "green", "blue", "red", "yellow", "wooden", "round", "strange", "lovely", "busy",
-                  "empty", "famous", "modern", "simple", "dark", "soft", "loud", "tidy", "narrow"),
-    "verb_past": ("found", "bought", "lost", "carried", "painted", "cleaned", "borrowed", "sold", "fixed",
-                  "opened", "moved", "dropped", "wrapped", "washed", "checked", "ordered", "packed", "forgot",
-                  "noticed", "returned"),
-    "activity": ("reading", "cooking", "walking", "swimming", "singing", "running", "drawing", "fishing",
-                 "gardening", "dancing", "writing", "sleeping", "travelling", "studying", "shopping", "cycling",
-                 "knitting", "climbing", "sailing", "baking"),
-    "weather": ("rain", "snow", "wind", "sunshine", "fog", "thunder", "frost", "clouds", "heat", "storm"),
-    "animal": ("dog", "cat", "horse", "rabbit", "duck", "goat", "cow", "sheep", "fox", "owl", "mouse", "pig",
-               "bird", "bear", "frog"),
-    "feeling": ("happy", "tired", "surprised", "nervous", "proud", "hungry", "calm", "worried", "excited",
-                "bored", "grateful", "sleepy", "curious", "lonely", "cheerful"),
-    "transport": ("train", "bus", "car", "boat", "plane", "taxi", "tram", "ferry", "bike", "van"),
-}
+# General (source) domain: real sentences of the Brown corpus, split into disjoint partitions by a hash of each
+# sentence, so that no test or dev sentence is in any training split or in the LLM's text corpus whatever the sizes.
+PARTITION_SHARES = {"test": 4, "dev": 4, "train": 30, "conversations_test": 3, "conversations_dev": 2,
+                    "conversations_train": 7, "corpus": 50}  # percent of the corpus
 
-_GENERAL_TEMPLATES = (
-    "my {relative} {verb_past} a {adjective} {thing} at the {place} on {day}.",
-    "{name} went to the {place} {time} to buy some {food}.",
-    "we took the {transport} to the {place} because of the {weather}.",
-    "there was a {adjective} {animal} near the {place} {day}.",
-    "{name} likes {activity} more than {activity} in the summer.",
-    "please bring the {adjective} {thing} to the {place} before {day}.",
-    "the {weather} kept everyone at home on {day}, so we stayed in the {place}.",
-    "I {verb_past} my {thing} on the {transport} and felt very {feeling}.",
-    "{name} and {name} spent {day} {activity} by the {place}.",
-    "could you ask your {relative} whether the {place} is open {time}?",
-    "we need {number} more {food} and a {adjective} {thing} for the party.",
-    "the {adjective} {thing} belongs to my {relative}, not to {name}.",
-    "after the {weather} stopped, the children went {activity} in the {place}.",
-    "{name} {verb_past} the {thing} and then made some {food}.",
-    "it takes {number} minutes to reach the {place} by {transport}.",
-    "my {relative} was {feeling} when the {transport} arrived {time}.",
-    "do you remember the {adjective} {place} where we saw the {animal}?",
-    "{name} told me that the {food} at the {place} is {adjective} and {adjective}.",
-    "on {day} the {place} was {adjective} and full of {animal}s.",
-    "I would rather go {activity} than sit in the {place} all day.",
-    "the {transport} to the {place} leaves {time} every {day}.",
-    "her {relative} keeps a {adjective} {thing} next to the {thing}.",
-    "{name} felt {feeling} after {activity} for {number} hours.",
-    "we {verb_past} {number} {food} for the {place} and a {thing} for {name}.",
-    "there is a {adjective} {animal} sleeping under the {thing}.",
-    "the {weather} is expected {day}, so take a {thing} with you.",
-    "my {relative} and I enjoy {activity} near the {place} {time}.",
-    "{name} asked whether the {thing} was {adjective} or {adjective}.",
-)
 
-# Conversational turns: short, first and second person, as people speak to each other.
-_DIALOGUE_TEMPLATES = (
-    "have you seen my {thing}? I left it in the {place}.",
-    "yes, I think {name} {verb_past} it {day}.",
-    "shall we go {activity} {day}?",
-    "I am not sure, the {weather} might be bad.",
-    "that sounds {adjective} to me.",
-    "really? I thought the {place} was closed {time}.",
-    "could you pick up some {food} on your way home?",
-    "no problem, I will take the {transport}.",
-    "how was your {relative}'s trip to the {place}?",
-    "it was {adjective}, but they felt a bit {feeling}.",
-    "let us meet at the {place} {time}.",
-    "okay, see you there.",
-    "did {name} call you about the {thing}?",
-    "I am {feeling} because the {transport} was late again.",
-    "we still need {number} {food} for {day}.",
-    "I can bring a {adjective} {thing} if that helps.",
-)
+@dataclass(frozen=True)
+class SentencePool:
+    """A domain of real sentences: `sentence(partition, index)` is the index-th sentence of a partition (seeded order);
+    partitions never share a sentence."""
+    name: str
+    language: str
+    description: str
+    partitions: dict[str, tuple[str, ...]]
+
+    def sentence(self, partition: str, index: int) -> Sentence:
+        sentences = self.partitions[partition]
+        if index >= len(sentences):
+            raise ValueError(f"{self.name}: partition {partition!r} has {len(sentences)} sentences, asked for "
+                             f"number {index + 1}; ask for fewer utterances")
+        return Sentence(sentences[index])
+
+
+def partition_sentences(sentences: Sequence[str], seed: int) -> dict[str, tuple[str, ...]]:
+    """Each sentence to one partition by a seeded hash of its text (stable when the corpus grows), seeded order within."""
+    bounds, total = [], 0
+    for name, share in PARTITION_SHARES.items():
+        total += share
+        bounds.append((total, name))
+    assigned: dict[str, list[str]] = {name: [] for name in PARTITION_SHARES}
+    for text in sentences:
+        bucket = zlib.crc32(f"{seed}:{text}".encode()) % total
+        assigned[next(name for bound, name in bounds if bucket < bound)].append(text)
+    rng = np.random.default_rng([seed, 104729])
+    return {name: tuple(texts[i] for i in rng.permutation(len(texts))) for name, texts in assigned.items()}
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Target domains: what a clinician dictates, what an earnings call says. Common words shared with the general domain
@@ -341,17 +299,19 @@ TARGET_DOMAINS = ("medical", "finance")
 ENTITIES_PER_TYPE = 120
 
 
-def build_domains(seed: int) -> dict[str, Domain]:
-    """Every domain of the benchmark, entity lexicons invented from `seed` (independent of the profile's sizes)."""
+def build_domains(seed: int) -> dict[str, Domain | SentencePool]:
+    """Every domain of the benchmark: the general one from the Brown corpus, entity lexicons drawn from real word
+    lists by `seed` (independent of the profile's sizes)."""
     rng = np.random.default_rng([seed, 7919])
-    taken = {word.lower() for words in _GENERAL_SLOTS.values() for phrase in words for word in phrase.split()}
-    medical = dict(_MEDICAL_SLOTS, **{kind: invent_names(kind, ENTITIES_PER_TYPE, rng, taken)
+    brown = corpora.brown_sentences()
+    taken = {word.lower().strip(",.;:?!'") for text in brown for word in text.split()}
+    medical = dict(_MEDICAL_SLOTS, **{kind: real_names(ENTITIES_PER_TYPE, rng, taken, kind)
                                       for kind in ("DRUG", "CONDITION", "PERSON")})
-    finance = dict(_FINANCE_SLOTS, **{kind: invent_names(kind, ENTITIES_PER_TYPE, rng, taken)
+    finance = dict(_FINANCE_SLOTS, **{kind: real_names(ENTITIES_PER_TYPE, rng, taken, kind)
                                       for kind in ("ORG", "PRODUCT", "PERSON")})
-    domains = {
-        "general": Domain("general", "en", "Everyday English narration and conversation.",
-                          _GENERAL_TEMPLATES + _DIALOGUE_TEMPLATES, _GENERAL_SLOTS),
+    domains: dict[str, Domain | SentencePool] = {
+        "general": SentencePool("general", "en", "Edited American English: news, fiction, essays, science "
+                                "(the Brown corpus).", partition_sentences(brown, seed)),
         "medical": Domain("medical", "en", "Clinical dictation: prescriptions, dosages, diagnoses, referrals.",
                           _MEDICAL_TEMPLATES, medical),
         "finance": Domain("finance", "en", "Company earnings calls: results, products, analysts' questions.",

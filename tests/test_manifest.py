@@ -159,3 +159,66 @@ def test_conversation_ids_are_unique(tmp_path):
     path = write(tmp_path, row, row)
     with pytest.raises(ManifestError, match="duplicate 'c1'"):
         read_conversations(path)
+
+
+def test_audio_longer_than_the_encoder_window_is_refused_by_default(root):
+    sf.write(root / "long.wav", tone(31.0), 16_000)
+    [(_, field, reason)] = problems(write(root, record(audio="long.wav", duration=31.0)))
+    assert field == "duration" and "31.00 s is longer than the model's limit of 30.0 s" in reason
+    with pytest.raises(ManifestError, match=r"m\.jsonl:1: field 'duration'"):
+        read_manifest(root / "m.jsonl")
+
+
+def test_too_short_audio_is_refused_with_file_and_reason(root):
+    sf.write(root / "empty.wav", np.zeros(0), 16_000)
+    sf.write(root / "blip.wav", tone(0.01), 16_000)
+    found = problems(write(root, record(audio="empty.wav", duration=0.005), record(id="u2", audio="blip.wav",
+                                                                                   duration=0.01)))
+    assert [(line, field) for line, field, _ in found] == [(1, "duration"), (2, "duration")]
+    assert all("shorter than the minimum of 0.05 s" in reason for _, _, reason in found)
+    with pytest.raises(AudioError, match=r"blip\.wav.*160 samples.*at least 800"):
+        load_audio(root / "blip.wav")
+
+
+def test_non_finite_samples_are_refused_with_the_file_name(root):
+    audio = tone().astype(np.float32)
+    audio[100], audio[200] = np.nan, np.inf
+    sf.write(root / "nan.wav", audio, 16_000, subtype="FLOAT")
+    path = write(root, record(audio="nan.wav"))
+    [(_, field, reason)] = problems(path, check_samples=True)
+    assert field == "audio" and "NaN or infinite samples" in reason
+    with pytest.raises(AudioError, match=r"nan\.wav: 2 NaN or infinite samples"):
+        load_audio(root / "nan.wav")
+
+
+def test_clipping_warns_once_per_manifest(root):
+    sf.write(root / "loud.wav", 3.0 * tone(), 16_000, subtype="FLOAT")  # peak 1.5
+    path = write(root, record(audio="loud.wav"), record(id="u2", audio="loud.wav"))
+    with pytest.warns(UserWarning) as caught:
+        assert len(read_manifest(path, check_samples=True)) == 2
+    assert len(caught) == 1 and "2 utterance(s)" in str(caught[0].message) and "loud.wav" in str(caught[0].message)
+
+
+def test_durations_rounded_to_centiseconds_are_clamped_to_the_file(root):
+    sf.write(root / "short.wav", tone(1.894), 16_000)  # written as "duration": 1.90 (2 decimals)
+    [utterance] = read_manifest(write(root, record(audio="short.wav", duration=1.9)))
+    assert len(load_utterance(utterance, root)) == round(1.894 * 16_000)
+    [turn] = read_manifest(write(root, record(audio="short.wav", offset=0.89, duration=1.01)))
+    assert len(load_utterance(turn, root)) == round(1.894 * 16_000) - round(0.89 * 16_000)
+    [(_, field, reason)] = problems(write(root, record(audio="short.wav", duration=1.92)))  # more than a frame
+    assert field == "duration" and "ends at 1.92 s" in reason
+    with pytest.raises(AudioError, match="asked for 1.92 s"):
+        load_audio(root / "short.wav", 0.0, 1.92)
+
+
+def test_non_finite_times_unknown_language_and_empty_id(root):
+    path = root / "m.jsonl"
+    lines = [json.dumps(record(duration=float("nan"))), json.dumps(record(id="u2", offset=float("inf"))),
+             json.dumps(record(id="u3", language="xx")), json.dumps(record(id=" "))]
+    path.write_text("\n".join(lines) + "\n")  # json writes NaN and Infinity, which json.loads accepts
+    found = problems(path)
+    assert (1, "duration", "must be a finite number, got nan") in found
+    assert (2, "offset", "must be a finite number, got inf") in found
+    assert any(line == 3 and field == "language" and "unknown language 'xx'" in reason and "en, fr" in reason
+               for line, field, reason in found)
+    assert (4, "id", "empty id") in found

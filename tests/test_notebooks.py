@@ -41,7 +41,7 @@ def test_every_yaml_key_is_declared_with_its_type(params):
     assert set(yaml.safe_load(params.read_text())) <= set(declared)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "default", "pretrain", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "default", "full"])
 def test_profiles_validate(profile):
     for stage in discover(profile):
         validate(stage)
@@ -55,7 +55,7 @@ def test_smoke_defaults_equal_the_smoke_parameter_files():
 
 @pytest.mark.slow
 def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
-    """Every notebook of the smoke profile, in order: data, pretraining, speech-LLM stages, studies, routing."""
+    """Every notebook of the smoke profile, in order: data, models, speech-LLM stages, studies, routing."""
     out, data, summary = smoke_run
     executed = nbformat.read(out / "smoke" / "00_data" / "00_data.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
@@ -65,8 +65,8 @@ def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
     rows = json.loads((out / "smoke" / "summary.json").read_text())
     names = {(r["stage"], r["name"]) for r in rows}
     assert ("00_data", "entity OOV rate (target dev/test)") in names
-    assert ("01_pretrain_asr", "WER source_test [en]") in names
-    assert ("02_pretrain_lm", "LM perplexity medical dev") in names
+    assert ("00_data", "calibration Whisper entity WER medical_test [en]") in names
+    assert ("01_models", "LM perplexity medical dev") in names
     for stage in ("10_stage1_projector", "11_stage2_special_tokens", "12_stage3_lora"):
         assert (stage, "dev WER source_dev [en]") in names, stage
         assert (out / "smoke" / stage / "checkpoint" / "trained.safetensors").is_file()

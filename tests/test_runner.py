@@ -121,3 +121,44 @@ def test_command_line_reports_parameter_errors(project, capsys):
     (notebooks / "params" / "smoke" / "00_first.yaml").write_text("valeu: 1\n")
     code = main(["run", "--profile", "nonexistent", "--out", str(out)])
     assert code == 2 and "unknown profile 'nonexistent'" in capsys.readouterr().err
+
+
+def test_from_refuses_when_an_earlier_stage_has_no_current_results(project):
+    notebooks, out = project
+    command = f"python -m speechkit run --profile smoke --from 00 --out {out} --data {out.parent / 'data'}"
+    with pytest.raises(ParameterError, match=f"stage 00_first has not run .*; run stage 00_first first: {command}$"):
+        go(project, first="01")
+    assert not (out / "smoke" / "01_second").exists()
+    go(project)
+    (notebooks / "params" / "smoke" / "00_first.yaml").write_text("value: 3.0\n")  # 00 is now stale
+    with pytest.raises(ParameterError, match="stage 00_first ran with other code or parameters .*run stage 00_first"):
+        go(project, first="01", last="01")
+    assert main(["run", "--profile", "smoke", "--from", "01"]) == 2  # the real profile: same check, before any run
+
+
+def test_a_missing_upstream_checkpoint_names_the_stage_that_produces_it(project):
+    notebooks, out = project
+    make_notebook(notebooks / "01_second.ipynb", parameters=PARAMETERS + 'init = ""\n')
+    checkpoint = out.parent / "elsewhere" / "pretrain" / "01_stand_in" / "checkpoint"
+    (notebooks / "params" / "smoke" / "01_second.yaml").write_text(f"init: {checkpoint}\n")
+    with pytest.raises(ParameterError, match=f"01_second: init {checkpoint} does not exist; stage 01_stand_in of "
+                                             f"profile pretrain writes it: python -m speechkit run --profile "
+                                             f"pretrain --from 01 --to 01 --out {checkpoint.parents[2]}$"):
+        go(project)
+    assert not out.exists()  # refused before any stage ran
+    checkpoint.mkdir(parents=True)
+    go(project)
+
+
+def test_a_stage_does_not_start_on_invalid_data(project):
+    notebooks, out = project
+    make_notebook(notebooks / "01_second.ipynb", parameters=PARAMETERS + 'train_manifests = "a,b"\n')
+    data = out.parent / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text(json.dumps({"id": "u1", "audio": "gone.wav", "duration": 1.0, "language": "en",
+                                              "speaker": "s", "domain": "d", "split": "train", "text": "hi"}) + "\n")
+    (data / "b.jsonl").write_text("")
+    reason = r"(?s)01_second: invalid data.*a\.jsonl:1: field 'audio': audio file not found"
+    with pytest.raises(StageFailed, match=reason):
+        go(project)
+    assert (out / "smoke" / "00_first" / "stage.json").is_file() and not (out / "smoke" / "01_second").exists()

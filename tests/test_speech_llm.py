@@ -197,3 +197,16 @@ def test_checkpoint_references_name_stages_paths_or_hub_ids(tmp_path):
     assert resolve_checkpoint("10_previous", out) == str(tmp_path / "results/smoke/10_previous/checkpoint")
     assert resolve_checkpoint("notebooks/params", out) == "notebooks/params"  # inside the repository: kept relative
     assert resolve_checkpoint("openai/whisper-large-v3-turbo", out) == "openai/whisper-large-v3-turbo"
+
+
+def test_a_pattern_that_matches_nothing_warns_and_the_trainable_share_is_reported(model):
+    import dataclasses
+
+    import pytest
+
+    typo = dataclasses.replace(STAGES[1], name="typo", train=(r"^projektor\.",))
+    with pytest.warns(UserWarning, match="projektor"):
+        counts = model.start_stage(typo)
+    assert counts["trainable"] == 0 and counts["trainable share"] == 0.0
+    counts = model.start_stage(STAGES[1])
+    assert 0 < counts["trainable share"] < 1

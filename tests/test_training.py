@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from speechkit.training import STATE_FILE, TrainConfig, learning_rate, train
+from speechkit.training import STATE_FILE, TrainConfig, learning_rate, seed_everything, train, training_metrics
 
 
 def toy():
@@ -39,7 +39,7 @@ def test_training_learns_and_stops_at_the_step_budget():
     assert log.loss[-1] < 0.01 * log.loss[0]
 
 
-def test_interrupted_training_resumes_where_it_stopped(tmp_path):
+def test_interrupted_training_resumes_where_it_stopped(tmp_path, capsys):
     config = TrainConfig(learning_rate=0.05, warmup_steps=0, max_steps=12, log_every=3)
     straight = toy()
     train(straight, batches, loss, config, progress=False)
@@ -62,6 +62,7 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path):
                 progress=False)
     assert log.step == [3, 6, 9, 12]
     torch.testing.assert_close(resumed.weight, straight.weight)
+    assert capsys.readouterr().out.count("resumed at step 6") == 1
 
 
 def test_a_state_saved_under_another_configuration_is_not_resumed(tmp_path):
@@ -88,3 +89,17 @@ def test_nothing_to_train_is_an_error():
     model = toy().requires_grad_(False)
     with pytest.raises(ValueError, match="no parameter of the model requires grad"):
         train(model, batches, loss, TrainConfig(), progress=False)
+
+
+def test_training_metrics_report_the_steps_trained_not_the_last_logged_step():
+    log = train(toy(), batches, loss, TrainConfig(max_steps=10, warmup_steps=0, log_every=4), progress=False)
+    assert log.step == [4, 8]
+    steps, minutes = training_metrics(log)
+    assert steps.value == 10 and minutes.value >= 0
+
+
+def test_seed_everything_makes_a_new_model_reproducible():
+    seed_everything(3)
+    first = torch.nn.Linear(4, 1)
+    seed_everything(3)
+    torch.testing.assert_close(torch.nn.Linear(4, 1).weight, first.weight)
