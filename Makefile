@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine: `make reproduce` and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU wheel by default; on a GPU machine with its own torch in the venv nothing is installed over it.
+# The CPU wheel by default (on stock PyPI add its index: TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu");
+# on a GPU machine with its own torch in the venv nothing is installed over it.
 TORCH ?= torch==2.13.0
 PROFILE ?= default
 BIN := $(VENV)/bin
@@ -61,7 +62,7 @@ browser-deps:
 
 $(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (speechkit)" >/dev/null
