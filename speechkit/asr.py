@@ -1,11 +1,13 @@
-"""The Whisper-architecture ASR: the kit's conventional baseline, the encoder of the speech LLM, and the "ASR model"
-of ReHear and Ling & Ye. The `pretrain` profile trains a small one from scratch (the stand-in); the `full` profile
-loads a real Whisper checkpoint through the same class.
+"""The Whisper ASR: the kit's conventional baseline, the encoder of the speech LLM, and the "ASR model" of ReHear and
+Ling & Ye - the real Whisper tiny.en / base from registry packages by default (`pkg:whisper-tiny.en`), any Whisper
+checkpoint by hub id or path in the `full` profile, through the same class.
 
-Two departures from `WhisperForConditionalGeneration`, both to serve short utterances cheaply and exactly:
-- `encode` runs the encoder on the batch's own length with a key-padding mask, instead of padding every utterance
-  to 30 s (8x the cost at 5 s); an utterance's encoding does not depend on what it is batched with;
-- a CTC head on the encoder output, an auxiliary loss that makes a small model from scratch learn several times faster.
+Two departures from `WhisperForConditionalGeneration`:
+- `encode` can run the encoder on the batch's own length with a key-padding mask (what the speech LLM does: 8x
+  cheaper than 30 s at 5 s, and an utterance's encoding does not depend on its batch); the ASR's own decoding feeds
+  Whisper the 30-s window it was pretrained on (`features.window_log_mel`);
+- an optional CTC head on the encoder output (an auxiliary loss for training small models from scratch, as the
+  unit tests' tiny models are; a real Whisper gets it freshly initialised and unused).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class WhisperASR(WhisperForConditionalGeneration):
 def decoder_prompt(tokenizer: PreTrainedTokenizerFast, language: str) -> list[int]:
     """The decoder's prompt: a real Whisper's `<|startoftranscript|>[<|xx|><|transcribe|>]<|notimestamps|>` (language
     and task only for a multilingual model: vocabulary of 51,865 or more, openai/whisper's own test), or the
-    stand-in's `<sot><|xx|>`."""
+    tiny test Whisper's `<sot><|xx|>`."""
     vocab = tokenizer.get_vocab()
     if "<|notimestamps|>" not in vocab:
         return [tokenizer.bos_token_id, vocab[language_tag(language)]]
@@ -90,7 +92,7 @@ def decoder_prompt(tokenizer: PreTrainedTokenizerFast, language: str) -> list[in
 def load_asr(reference: str, dtype: torch.dtype = torch.float32) -> tuple["WhisperASR", PreTrainedTokenizerFast]:
     """The ASR from `pkg:<name>` (a packaged model, imported on first use), a local folder or a hub id.
 
-    A real Whisper gets a freshly initialised CTC head (only the stand-ins were trained with one)."""
+    A real Whisper gets a freshly initialised CTC head, unused."""
     path = local_or_hub(reference)
     model = WhisperASR.from_pretrained(path, dtype=dtype)
     return model.eval(), AutoTokenizer.from_pretrained(path)
@@ -98,7 +100,7 @@ def load_asr(reference: str, dtype: torch.dtype = torch.float32) -> tuple["Whisp
 
 def standin_config(tokenizer: PreTrainedTokenizerFast, d_model: int = 256, layers: int = 4, heads: int = 4,
                    n_mels: int = 80, max_seconds: int = 30) -> WhisperConfig:
-    """A small Whisper (8 M parameters at the defaults) over the character tokenizer; special ids set explicitly."""
+    """A small random Whisper over a character tokenizer (the unit tests' model); special ids set explicitly."""
     return WhisperConfig(
         vocab_size=len(tokenizer), num_mel_bins=n_mels, d_model=d_model, encoder_layers=layers,
         decoder_layers=layers, encoder_attention_heads=heads, decoder_attention_heads=heads,

@@ -33,9 +33,10 @@ def repo_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def local_or_hub(reference: str) -> str:
+def local_or_hub(reference: str | Path) -> str:
     """A packaged model (`pkg:<name>`, imported on first use), a checkpoint path relative to the repository (as
     stages record them), an absolute path, or a hub id."""
+    reference = str(reference)
     if reference.startswith(model_import.PREFIX):
         return model_import.resolve(reference)
     local = repo_path(reference)
@@ -83,7 +84,15 @@ def provenance() -> dict:
             pass
     return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
             "python": sys.version.split()[0], "platform": platform.platform(), "device": _device(),
-            "versions": versions}
+            "threads": _threads(), "versions": versions}
+
+
+def _threads() -> int | None:
+    try:
+        import torch
+        return torch.get_num_threads()
+    except ImportError:
+        return None
 
 
 def _device() -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from speechkit.claims import verdict_table, verdicts
 from speechkit.fileio import write_json, write_text
 from speechkit.results import REPO_ROOT, Metric, format_value, load_metrics, provenance, repo_path
 
@@ -231,7 +232,7 @@ def check_upstream(planned: list[tuple[Stage, dict, str]], chosen: set[str], out
                    rerun: Callable[..., str]) -> None:
     """Before any stage runs: the stages before the first chosen one finished with their current key (it feeds the
     chosen stages' keys, and their outputs are what those stages read), and every checkpoint a chosen stage names by
-    path (`<out>/<profile>/<stage>/checkpoint`, e.g. the committed stand-ins) exists."""
+    path (`<out>/<profile>/<stage>/checkpoint`) exists."""
     first = next(i for i, (stage, _, _) in enumerate(planned) if stage.name in chosen)
     for stage, _, key in planned[:first]:
         recorded = recorded_key(out_dir / stage.name)
@@ -301,14 +302,41 @@ def write_summary(out_dir: Path, stage_names: list[str]) -> Path:
     for name in stage_names:
         rows += [{"stage": name, **dataclasses.asdict(m)} for m in load_metrics(out_dir / name)]
     write_json(out_dir / "summary.json", rows)
-    lines = [f"# Results: profile `{out_dir.name}`", "",
-             "Rates in %, with 95% bootstrap confidence intervals in brackets where they apply.", "",
+    lines = [f"# Results: profile `{out_dir.name}`", "", "## Claims", "",
+             "Each paper's claim the kit measures (`speechkit.claims`), read against a paired difference on the same "
+             "utterances: **system minus baseline**, so a negative WER difference means the system is better. "
+             "Reproduced: the 95% interval excludes zero in the claimed direction; not reproduced: it excludes zero "
+             "the other way; inconclusive: it includes zero.", "", *verdict_table(verdicts(rows, out_dir)), "",
+             "## Runs", "", *run_header(out_dir, stage_names), "", "## Every measured number", "",
+             "Rates in %, with 95% bootstrap confidence intervals in brackets where they apply; a paper's claim is "
+             "given once, on the first row it concerns.", "",
              "| stage | metric | value [95% CI] | paper's claim |", "| --- | --- | --- | --- |"]
+    previous = None
     for row in rows:
         metric = Metric(**{k: v for k, v in row.items() if k != "stage"})
-        lines.append(f"| {row['stage']} | {row['name']} | {format_value(metric)} | {row['claim'] or ''} |")
+        claim = row["claim"] if row["claim"] and (row["stage"], row["claim"]) != previous else ""
+        previous = (row["stage"], row["claim"])
+        lines.append(f"| {row['stage']} | {row['name']} | {format_value(metric)} | {claim} |")
     write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
     return out_dir / "summary.md"
+
+
+def run_header(out_dir: Path, stage_names: list[str]) -> list[str]:
+    """One row per stage that has results: its commit (and whether the tree was dirty), when it finished, device,
+    threads and wall time (from `params.json` and the runner's `stage.json`)."""
+    lines = ["| stage | commit | dirty | finished | device | threads | wall time |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in stage_names:
+        params, marker = out_dir / name / "params.json", out_dir / name / STAGE_FILE
+        if not params.is_file():
+            continue
+        run = json.loads(params.read_text())
+        timing = json.loads(marker.read_text()) if marker.is_file() else {}
+        seconds = timing.get("seconds")
+        lines.append(f"| {name} | {run.get('git_commit', '')[:10]} | {'yes' if run.get('git_dirty') else 'no'} | "
+                     f"{timing.get('finished', '-')} | {run.get('device', '')} | {run.get('threads', '-')} | "
+                     f"{'-' if seconds is None else f'{seconds / 60:.1f} min'} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

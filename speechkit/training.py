@@ -1,6 +1,6 @@
-"""One supervised training loop for every model of the kit (stand-in ASR and LM, speech-LLM stages).
+"""One supervised training loop for every model of the kit (speech-LLM stages, routing, the GER cascade).
 
-Hand-written around `accelerate` (device placement, bf16 on GPU, multi-GPU) because the kit needs three things
+Hand-written around `accelerate` (device placement, bf16 autocast, multi-GPU) because the kit needs three things
 Trainer does not give without overriding most of it: batches made by total audio length, a wall-clock budget that
 the learning-rate schedule follows, and resumable checkpoints that include where in the epoch training stopped.
 """

@@ -1,9 +1,7 @@
-"""Tokenizers of the stand-in models, trained locally with `tokenizers` and wrapped for transformers.
-
-- the ASR stand-in writes characters (one token per character, a language tag first): measured to learn several
-  times faster than a BPE decoder from scratch on a few hours of speech;
-- the LLM stand-in reads byte-level BPE, and reserves the speech LLM's special tokens from the start, so that a
-  pretrained "LLM" already has them (their embeddings are learnt in stage 2, as in the paper).
+"""The speech LLM's special tokens and language tags, and the tokenizers of the unit tests' tiny random models
+(trained locally with `tokenizers`, wrapped for transformers): characters for a tiny Whisper, byte-level BPE with the
+special tokens reserved for a tiny LLM. The real models bring their own tokenizers; the speech LLM adds the special
+tokens it lacks (`SpeechLLM.from_pretrained_parts`).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ SPACE = "▁"
 
 
 def language_tag(language: str) -> str:
-    """The ASR stand-in's decoder prompt token for a language (Whisper's spelling)."""
+    """Whisper's language token (also the tiny test Whisper's decoder prompt)."""
     return f"<|{language}|>"
 
 

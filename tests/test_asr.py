@@ -5,10 +5,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, WhisperForConditionalGeneration
 
 from speechkit import asr, lm
+from speechkit.asr import load_asr
+from speechkit.lm import load_lm
 from speechkit.audio import load_utterance
 from speechkit.features import length_batches, log_mel
 from speechkit.manifest import read_manifest
-from speechkit.pretrain import load_asr, load_lm
 from speechkit.speech_llm import SpeechLLM, SpeechLLMConfig
 from speechkit.training import TrainConfig, train
 from speechkit.vocab import LANGUAGE_TOKENS, SPEECH_TOKENS
