@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -133,6 +135,30 @@ def _same_type(default: object, value: object) -> bool:
     return type(default) is type(value)
 
 
+def apply_overrides(stages: list[Stage], overrides: list[str]) -> list[Stage]:
+    """Stages with `STAGE.NAME=VALUE` settings applied (STAGE by name or number; VALUE read as YAML: 100, 1e-3,
+    [a, b], text). They enter the stage's key, so a stage reruns when an override changes it."""
+    stages = list(stages)
+    for override in overrides:
+        target, separator, text = override.partition("=")
+        stage_name, dot, name = target.partition(".")
+        if not separator or not dot or not name:
+            raise ParameterError(f"--set {override!r}: expected STAGE.NAME=VALUE, e.g. 12_stage3_lora.max_steps=100")
+        index = select(stages, stage_name, stage_name)[0]
+        position = stages.index(index)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ParameterError(f"--set {override!r}: the value is not valid YAML: {error}") from error
+        if isinstance(value, str):  # YAML 1.1 reads 2e-3 as text; a command line means the number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        stages[position] = dataclasses.replace(index, parameters={**index.parameters, name: value})
+    return stages
+
+
 def select(stages: list[Stage], first: str | None, last: str | None) -> list[Stage]:
     """Stages from `first` to `last` inclusive; a stage may be named by its stem or its number (e.g. "00")."""
     def index(name: str) -> int:
@@ -155,11 +181,12 @@ def stage_key(stage: Stage, parameters: dict, previous_key: str) -> str:
 
 def run(profile: str, first: str | None = None, last: str | None = None, out: str | Path = "results",
         data: str | Path | None = None, force: bool = False, notebooks: Path = NOTEBOOKS,
-        log=print) -> Path:
-    """Run the profile's stages; returns the summary path. Raises StageFailed naming the stage, cell and error."""
+        log=print, overrides: list[str] = ()) -> Path:
+    """Run the profile's stages; returns the summary path. Raises StageFailed naming the stage, cell and error.
+    `overrides` are `STAGE.NAME=VALUE` settings on top of the parameter files (`--set`), validated alike."""
     import papermill  # imported here: `--help` and parameter errors should not wait for it
 
-    all_stages = discover(profile, notebooks)
+    all_stages = apply_overrides(discover(profile, notebooks), overrides)
     for stage in all_stages:  # validate every stage before running any
         validate(stage)
     chosen = {s.name for s in select(all_stages, first, last)}
@@ -205,6 +232,7 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
                               f"{error.exec_count}): {error.ename}: {error.evalue}\n"
                               f"the executed notebook is kept at {failed}") from None
         os.replace(partial, executed)
+        export_html(executed)
         (stage_dir / f"{stage.name}.failed.ipynb").unlink(missing_ok=True)  # an earlier failure is now stale
         seconds = time.perf_counter() - stage_started
         write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance()})
@@ -213,6 +241,32 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
     summary = write_summary(out_dir, [s.name for s in all_stages])
     log(f"summary: {summary}")
     return summary
+
+
+def export_html(notebook: Path) -> Path:
+    """The executed notebook as HTML beside it (`<stage>.html`): every table, plot and sample readable in a browser
+    or on the repository's web view without running anything. Progress-bar redraws are dropped and embedded WAV
+    samples re-encoded as Ogg Vorbis (about a tenth of the size), so the published pages stay small."""
+    from nbconvert import HTMLExporter  # imported here: `run --help` should not wait for it
+
+    executed = nbformat.read(notebook, as_version=4)
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and "\r" in output.get("text", ""):
+                output["text"] = "\n".join(line.rsplit("\r", 1)[-1] for line in output["text"].split("\n"))
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(executed)
+    html = notebook.with_suffix(".html")
+    write_text(html, re.sub(r"data:audio/wav;base64,([A-Za-z0-9+/=]+)", _ogg_uri, body))
+    return html
+
+
+def _ogg_uri(match: re.Match) -> str:
+    import soundfile as sf
+
+    audio, rate = sf.read(io.BytesIO(base64.b64decode(match.group(1))), dtype="float32")
+    encoded = io.BytesIO()
+    sf.write(encoded, audio, rate, format="OGG", subtype="VORBIS")
+    return "data:audio/ogg;base64," + base64.b64encode(encoded.getvalue()).decode("ascii")
 
 
 def recorded_key(stage_dir: Path) -> str | None:
@@ -350,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     runner.add_argument("--out", default="results", help="results folder (default: results)")
     runner.add_argument("--data", help="benchmark folder (default: data_manifests/<profile>)")
     runner.add_argument("--force", action="store_true", help="rerun stages whose outputs exist")
+    runner.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.NAME=VALUE",
+                        help="override a parameter (repeatable), e.g. --set 12_stage3_lora.max_steps=100")
     checker = commands.add_parser("validate", help="check manifests and their audio; one line per problem")
     checker.add_argument("manifests", nargs="+", help="manifest files (utterances, conversations or N-best lists)")
     checker.add_argument("--strict-format", action="store_true", help="require 16 kHz mono audio")
@@ -357,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return validate_data(args.manifests, args.strict_format)
     try:
-        run(args.profile, args.first, args.last, args.out, args.data, args.force)
+        run(args.profile, args.first, args.last, args.out, args.data, args.force, overrides=args.overrides)
     except (ParameterError, StageFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if isinstance(error, ParameterError) else 1

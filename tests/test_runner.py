@@ -1,6 +1,7 @@
 import json
 
 import nbformat
+import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -162,3 +163,40 @@ def test_a_stage_does_not_start_on_invalid_data(project):
     with pytest.raises(StageFailed, match=reason):
         go(project)
     assert (out / "smoke" / "00_first" / "stage.json").is_file() and not (out / "smoke" / "01_second").exists()
+
+
+def test_an_executed_notebook_is_published_as_small_html(tmp_path):
+    import base64
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from speechkit.audio import wav_bytes
+    from speechkit.runner import export_html
+
+    wav = base64.b64encode(wav_bytes(np.zeros(16_000, np.float32) + 0.01)).decode()
+    cell = new_code_cell("x", outputs=[
+        new_output("stream", name="stdout", text="training:  10%\rtraining:  50%\rtraining: 100%\ndone\n"),
+        new_output("display_data", data={"text/html": f'<audio src="data:audio/wav;base64,{wav}"></audio>'})])
+    notebook = tmp_path / "10_stage.ipynb"
+    nbformat.write(new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}), notebook)
+    html = export_html(notebook).read_text()
+    assert "training: 100%" in html and "training:  10%" not in html
+    assert "data:audio/ogg;base64," in html and "audio/wav" not in html
+
+
+def test_set_overrides_a_parameter_through_the_validator():
+    from speechkit.runner import ParameterError, apply_overrides, discover, validate
+
+    stages = apply_overrides(discover("smoke"), ["12_stage3_lora.max_steps=3", "10.learning_rate=2e-3"])
+    by_name = {s.name: s for s in stages}
+    assert by_name["12_stage3_lora"].parameters["max_steps"] == 3
+    assert by_name["10_stage1_projector"].parameters["learning_rate"] == 0.002
+    for stage in stages:
+        validate(stage)
+    with pytest.raises(ParameterError, match="should be int"):
+        validate(next(s for s in apply_overrides(stages, ["12.max_steps=many"]) if s.name == "12_stage3_lora"))
+    with pytest.raises(ParameterError, match="unknown parameter 'max_stepz'"):
+        validate(next(s for s in apply_overrides(stages, ["12.max_stepz=1"]) if s.name == "12_stage3_lora"))
+    with pytest.raises(ParameterError, match="STAGE.NAME=VALUE"):
+        apply_overrides(stages, ["max_steps=1"])
