@@ -17,6 +17,12 @@ def _extractor(n_mels: int) -> WhisperFeatureExtractor:
     return WhisperFeatureExtractor(feature_size=n_mels)
 
 
+def _features(audio, n_mels: int, **padding) -> torch.Tensor:
+    """Whisper's feature extractor, in float32 even inside a bf16 autocast region (it fails on bf16 tensors)."""
+    with torch.autocast("cpu", enabled=False):
+        return _extractor(n_mels)(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", **padding).input_features
+
+
 def log_mel(audios: Sequence[np.ndarray], n_mels: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
     """Whisper's log-mel of each waveform, computed unpadded, then zero-padded to the longest.
 
@@ -24,10 +30,7 @@ def log_mel(audios: Sequence[np.ndarray], n_mels: int = 80) -> tuple[torch.Tenso
     the others in its batch (Whisper's feature extractor would normalise over the padded array), and the zero
     padding equals the encoder convolutions' own zero padding: see `speech_encoder.encode`.
     """
-    extractor = _extractor(n_mels)
-    with torch.autocast("cpu", enabled=False):  # features in float32 even inside a bf16 autocast region
-        features = [extractor(audio, sampling_rate=SAMPLE_RATE, padding="longest", return_tensors="pt").input_features[0]
-                    for audio in audios]
+    features = [_features(audio, n_mels, padding="longest")[0] for audio in audios]
     lengths = torch.tensor([f.shape[-1] for f in features])
     batch = torch.zeros(len(features), n_mels, int(lengths.max()))
     for i, f in enumerate(features):
@@ -40,9 +43,7 @@ def window_log_mel(audios: Sequence[np.ndarray], n_mels: int = 80, seconds: int 
     """Whisper's own features: each waveform zero-padded to the encoder's whole window before the log-mel, as
     Whisper was pretrained. A pretrained Whisper decoding from unpadded features does not see the audio end and
     repeats itself (measured: 5 of 8 natural sentences looped to the length limit)."""
-    extractor = _extractor(n_mels)
-    features = extractor(list(audios), sampling_rate=SAMPLE_RATE, padding="max_length", max_length=seconds * SAMPLE_RATE,
-                         return_tensors="pt").input_features
+    features = _features(list(audios), n_mels, padding="max_length", max_length=seconds * SAMPLE_RATE)
     return features, torch.full((len(audios),), features.shape[-1])
 
 
