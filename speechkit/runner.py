@@ -6,8 +6,9 @@
 A profile is the set of notebooks that have a parameter file `notebooks/params/<profile>/<stage>.yaml`. Before any
 notebook starts, every parameter file is checked against its notebook's `parameters` cell (papermill itself only
 warns about unknown names). Each stage writes its executed notebook and outputs to `<out>/<profile>/<stage>/`; a
-stage whose `stage.json` records the same key (notebook code, parameters, and the keys of the stages before it) is
-skipped. `--from` needs every earlier stage recorded with its current key, and a checkpoint another profile writes
+stage whose `stage.json` records the same key (notebook code, parameters, and the keys of the stages it reads: the
+data stage and any stage a parameter names) is skipped. `--from` needs every stage the chosen ones read recorded
+with its current key, and a checkpoint another profile writes
 must exist; a stage starts only when the manifests it names validate, audio included. The run ends with
 `<out>/<profile>/summary.json` and `summary.md`.
 """
@@ -42,6 +43,7 @@ PROFILES = ("smoke", "default", "full")
 # Set by the runner in every notebook; each notebook declares them in its parameters cell.
 INJECTED = ("profile", "output_dir", "data_dir")
 STAGE_FILE = "stage.json"
+NOTEBOOK_KEY = "notebook"  # in a parameter file: the notebook it runs, when not the file's own name
 CHECKPOINT = "checkpoint"  # the folder a training stage saves its model to (`speechkit.stages.CHECKPOINT`)
 
 
@@ -74,15 +76,16 @@ def discover(profile: str, notebooks: Path = NOTEBOOKS) -> list[Stage]:
         raise ParameterError(f"unknown profile {profile!r}; known profiles: {', '.join(known)}")
     stages = []
     for path in sorted(params_dir.glob("*.yaml")):
-        notebook = notebooks / f"{path.stem}.ipynb"
-        if not notebook.is_file():
-            raise ParameterError(f"{path}: no notebook {notebook.name} for this parameter file")
         try:
             parameters = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise ParameterError(f"{path}: not valid YAML: {error}") from error
         if not isinstance(parameters, dict):
             raise ParameterError(f"{path}: expected a mapping of parameter names to values")
+        # `notebook: 20_rehear` runs another stage's notebook again (pseudo-label round k is `round: k`)
+        notebook = notebooks / f"{parameters.pop(NOTEBOOK_KEY, path.stem)}.ipynb"
+        if not notebook.is_file():
+            raise ParameterError(f"{path}: no notebook {notebook.name} for this parameter file")
         stages.append(Stage(path.stem, notebook, parameters))
     if not stages:
         raise ParameterError(f"profile {profile!r} has no parameter files in {params_dir}")
@@ -173,9 +176,19 @@ def select(stages: list[Stage], first: str | None, last: str | None) -> list[Sta
     return stages[start:stop + 1]
 
 
-def stage_key(stage: Stage, parameters: dict, previous_key: str) -> str:
-    record = json.dumps({"code": stage.code_hash(), "parameters": parameters, "previous": previous_key},
-                        sort_keys=True)
+def inputs(stage: Stage, earlier: list[Stage]) -> list[str]:
+    """The earlier stages `stage` reads: the first stage (the benchmark every stage reads) and each stage a parameter
+    names (`init: 12_stage3_lora`, `routing: 41_routing`; the notebook's defaults count too)."""
+    names = {s.name for s in earlier}
+    values = {**declared_parameters(stage.notebook), **stage.parameters}.values()
+    named = [v for v in values if isinstance(v, str) and v in names]
+    return list(dict.fromkeys(([earlier[0].name] if earlier else []) + named))
+
+
+def stage_key(stage: Stage, parameters: dict, input_keys: dict[str, str]) -> str:
+    """Notebook code, parameters and the keys of the stages it reads: editing one paper's notebook leaves another
+    paper's stages current."""
+    record = json.dumps({"code": stage.code_hash(), "parameters": parameters, "inputs": input_keys}, sort_keys=True)
     return hashlib.sha256(record.encode()).hexdigest()
 
 
@@ -192,17 +205,18 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
     chosen = {s.name for s in select(all_stages, first, last)}
     out_dir = Path(out).resolve() / profile
     data_dir = Path(data).resolve() if data else REPO_ROOT / "data_manifests" / profile
-    planned, previous_key = [], ""
-    for stage in all_stages:
+    planned, keys, reads = [], {}, {}
+    for index, stage in enumerate(all_stages):
         parameters = {**stage.parameters, "profile": profile, "output_dir": str(out_dir / stage.name),
                       "data_dir": str(data_dir)}
-        previous_key = stage_key(stage, parameters, previous_key)
-        planned.append((stage, parameters, previous_key))
+        reads[stage.name] = inputs(stage, all_stages[:index])
+        keys[stage.name] = stage_key(stage, parameters, {name: keys[name] for name in reads[stage.name]})
+        planned.append((stage, parameters, keys[stage.name]))
 
     def rerun(stage: str, of: str = profile, last: str | None = last, into: Path = out_dir.parent) -> str:
         return rerun_command(of, stage.split("_")[0], last, into, data if of == profile else None)
 
-    check_upstream(planned, chosen, out_dir, rerun)
+    check_upstream(planned, chosen, reads, out_dir, rerun)
     started = time.perf_counter()
     validated: dict[Path, list[str]] = {}  # manifests checked in this run, with their problems
     for number, (stage, parameters, key) in enumerate(planned, start=1):
@@ -282,19 +296,26 @@ def rerun_command(profile: str, first: str, last: str | None, out: Path, data: s
     return command + (f" --data {data}" if data else "")
 
 
-def check_upstream(planned: list[tuple[Stage, dict, str]], chosen: set[str], out_dir: Path,
-                   rerun: Callable[..., str]) -> None:
-    """Before any stage runs: the stages before the first chosen one finished with their current key (it feeds the
-    chosen stages' keys, and their outputs are what those stages read), and every checkpoint a chosen stage names by
-    path (`<out>/<profile>/<stage>/checkpoint`) exists."""
-    first = next(i for i, (stage, _, _) in enumerate(planned) if stage.name in chosen)
-    for stage, _, key in planned[:first]:
+def check_upstream(planned: list[tuple[Stage, dict, str]], chosen: set[str], reads: dict[str, list[str]],
+                   out_dir: Path, rerun: Callable[..., str]) -> None:
+    """Before any stage runs: every stage a chosen stage reads (directly or through another) that is not itself
+    chosen finished with its current key (it feeds the chosen stages' keys, and its outputs are what they read), and
+    every checkpoint a chosen stage names by path (`<out>/<profile>/<stage>/checkpoint`) exists."""
+    needed, pending = set(), list(chosen)
+    while pending:
+        for name in reads.get(pending.pop(), []):
+            if name not in needed:
+                needed.add(name)
+                pending.append(name)
+    for stage, _, key in planned:
+        if stage.name in chosen or stage.name not in needed:
+            continue
         recorded = recorded_key(out_dir / stage.name)
         if recorded != key:
             state = "has not run" if recorded is None else "ran with other code or parameters"
             raise ParameterError(f"stage {stage.name} {state} (no current {STAGE_FILE} in "
                                  f"{out_dir / stage.name}); run stage {stage.name} first: {rerun(stage.name)}")
-    for stage, parameters, _ in planned[first:]:
+    for stage, parameters, _ in planned:
         if stage.name not in chosen:
             continue
         for name, value in parameters.items():

@@ -65,11 +65,13 @@ class Stage:
             re.compile(pattern)
 
 
-# The paper's first three stages.
+# The paper's stages: 1-3 transcription, 4 chain-of-thought self-correction.
 STAGES = {
     1: Stage("projector", train=(r"^projector\.",)),
     2: Stage("special tokens", train=(r"^projector\.", r"embed_tokens", r"lm_head"), output_format="tagged"),
     3: Stage("lora", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
+    # CoT SFT and RLVR keep stage 3's adapters and format; the <think> weight is set per step (`cot.train_cot`)
+    4: Stage("cot", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
 }
 
 

@@ -4,7 +4,9 @@
 
 - training throughput (utterances/s) of the kit's length-bucketed batches against the common recipe that pads every
   utterance to Whisper's 30 s window (fixed batch size, random order); target: at least 4x;
-- inference RTFx (audio seconds per second) of batched decoding against one utterance at a time; target: 3x.
+- inference RTFx (audio seconds per second) of batched decoding against one utterance at a time; target: 3x;
+- the cost of one GRPO step (RLVR: rollouts, rewards, reference and policy passes) against one supervised step on the
+  same utterances, and the rollouts' generated tokens per second.
 Timings on shared machines are noisy; the ratio of two runs made back to back in one process is what is reported.
 """
 
@@ -38,12 +40,21 @@ class SpeedReport:
     decode_rtfx_batched: float
     decode_rtfx_single: float
     decode_speedup: float
+    grpo_prompts: int
+    grpo_generations: int
+    grpo_step_seconds: float
+    supervised_step_seconds: float
+    grpo_step_ratio: float
+    grpo_rollout_tokens_per_second: float
     device: str
     threads: int
 
 
 def _train_rate(model: SpeechLLM, batches: list[list[Example]]) -> float:
     """Utterances per second over `batches` (forward + backward + optimizer step), after one warm-up batch."""
+    if len(batches) < 2:
+        raise ValueError(f"{len(batches)} training batch(es): timing needs two or more (the first warms up); "
+                         "give more utterances or smaller batches")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     model.train()
     for index, batch in enumerate(batches):
@@ -68,8 +79,41 @@ def _decode_rtfx(model: SpeechLLM, batches: list[list[Example]], config: Decodin
     return audio / (time.perf_counter() - started)
 
 
+def _step_costs(model: SpeechLLM, examples: list[Example], generations: int, steps: int = 2
+                ) -> tuple[float, float, float]:
+    """(GRPO step seconds, supervised step seconds, rollout tokens per second) on the same examples, each after a
+    warm-up step; the GRPO step rewards accuracy (1 - WER), the supervised one is stage 3's loss."""
+    from speechkit.cot import accuracy_reward  # the RLVR reward; imported here, the rest of the benchmark needs none
+    from speechkit.grpo import GRPOConfig, GRPOStep
+    from speechkit.policies import SpeechLLMPolicy
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    step = GRPOStep(model, SpeechLLMPolicy(STAGES[3]), GRPOConfig(num_generations=generations,
+                                                                  max_completion_length=64),
+                    {"accuracy": accuracy_reward}, None, prompt=lambda e: Example(e.audio, e.language),
+                    columns=lambda items: {"reference": [e.target for e in items]})
+
+    def timed(loss_fn) -> tuple[float, float]:
+        tokens = 0.0
+        for index in range(steps + 1):
+            if index == 1:
+                started, tokens = time.perf_counter(), 0.0
+            loss, parts = loss_fn()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += parts.get("completion tokens", 0.0) * len(examples) * generations
+        return (time.perf_counter() - started) / steps, tokens
+
+    model.train()
+    grpo, tokens = timed(lambda: step(model, examples))
+    supervised, _ = timed(lambda: model.loss(examples, STAGES[3]))
+    return grpo, supervised, tokens / (grpo * steps)
+
+
 def measure(model: SpeechLLM, data_dir: str | Path, manifest: str = "source_dev", utterances: int = 48,
-            batch_seconds: float = 60.0, naive_batch: int = 8, decode_batch: int = 16) -> SpeedReport:
+            batch_seconds: float = 60.0, naive_batch: int = 8, decode_batch: int = 16, grpo_prompts: int = 4,
+            grpo_generations: int = 4) -> SpeedReport:
     data_dir = Path(data_dir)
     chosen = read_manifest(data_dir / f"{manifest}.jsonl")[:utterances]
     audios = [load_utterance(u, data_dir) for u in chosen]
@@ -91,10 +135,12 @@ def measure(model: SpeechLLM, data_dir: str | Path, manifest: str = "source_dev"
     batched = [sorted_inputs[s:s + decode_batch] for s in range(0, len(sorted_inputs), decode_batch)]
     single = [[e] for e in inputs]
     batched_rtfx, single_rtfx = _decode_rtfx(model, batched, config), _decode_rtfx(model, single, config)
+    grpo, supervised, tokens_per_second = _step_costs(model, examples[:grpo_prompts], grpo_generations)
     device = str(next(model.parameters()).device)
     return SpeedReport(len(chosen), round(kit_rate, 3), round(naive_rate, 3), round(kit_rate / naive_rate, 2),
-                       round(batched_rtfx, 2), round(single_rtfx, 2), round(batched_rtfx / single_rtfx, 2), device,
-                       torch.get_num_threads())
+                       round(batched_rtfx, 2), round(single_rtfx, 2), round(batched_rtfx / single_rtfx, 2),
+                       grpo_prompts, grpo_generations, round(grpo, 2), round(supervised, 2),
+                       round(grpo / supervised, 1), round(tokens_per_second, 1), device, torch.get_num_threads())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                      decode_batch=args.decode_batch)
     print(json.dumps(asdict(report), indent=2))
     print(f"training: {report.train_speedup}x the utterances/s of padding to 30 s (target >= 4x); "
-          f"decoding: batched RTFx {report.decode_speedup}x batch size 1 (target >= 3x)")
+          f"decoding: batched RTFx {report.decode_speedup}x batch size 1 (target >= 3x); "
+          f"a GRPO step ({report.grpo_prompts} prompts x {report.grpo_generations} generations) costs "
+          f"{report.grpo_step_ratio}x a supervised step on the same utterances")
     if args.out:
         write_json(args.out, asdict(report))
     return 0

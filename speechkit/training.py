@@ -81,13 +81,15 @@ def learning_rate(config: TrainConfig, step: int, elapsed: float) -> tuple[float
 
 def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
           loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, float]]], config: TrainConfig,
-          checkpoint_dir: str | Path | None = None, progress: bool = True) -> TrainLog:
+          checkpoint_dir: str | Path | None = None, progress: bool = True,
+          on_step: Callable[[int], None] | None = None) -> TrainLog:
     """Train the parameters of `model` that require grad.
 
     `batches(epoch)` lists the epoch's batch descriptions (deterministic per epoch); `loss_fn(model, batch)` builds
     the tensors on `model`'s device and returns (loss, named parts to log). With `checkpoint_dir`, the state is
     saved every `checkpoint_minutes` and at the end, and a rerun with the same configuration from the same starting
-    weights resumes where the last one stopped.
+    weights resumes where the last one stopped. `on_step(step)` is called before each step (e.g. a loss-weight
+    schedule; a resumed run calls it with the resumed step numbers).
     """
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     start = parameters_digest(model) if checkpoint_dir else None
@@ -144,6 +146,8 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
                 break
             for group in optimizer.param_groups:
                 group["lr"] = rate
+            if on_step is not None:
+                on_step(state["step"])
             loss, parts = loss_fn(model, batch)
             accelerator.backward(loss)
             if config.grad_clip:

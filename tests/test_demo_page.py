@@ -51,16 +51,16 @@ def test_the_routing_demo_works_in_a_real_browser(smoke_run, tmp_path):
 
 
 def check_demo_page(run_dir: Path, data: Path, tmp_path: Path) -> None:
-    """Serve 17_routing_demo over `run_dir`'s routing decisions and check the page in chromium."""
+    """Serve 42_routing_demo over `run_dir`'s routing decisions and check the page in chromium."""
     assert CHROMIUM and CHROMEDRIVER, "Debian's chromium and chromium-driver are needed (make test installs them)"
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    decisions = read_decisions(run_dir / "16_routing" / "decisions.jsonl")
+    decisions = read_decisions(run_dir / "41_routing" / "decisions.jsonl")
     page = tmp_path / "routing_demo.ipynb"
-    papermill.execute_notebook(ROOT / "notebooks" / "17_routing_demo.ipynb", page, prepare_only=True,
-                               parameters={"output_dir": str(run_dir / "17_routing_demo"),
+    papermill.execute_notebook(ROOT / "notebooks" / "42_routing_demo.ipynb", page, prepare_only=True,
+                               parameters={"output_dir": str(run_dir / "42_routing_demo"),
                                            "data_dir": str(data)})
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -106,7 +106,7 @@ def check_demo_page(run_dir: Path, data: Path, tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     # The same check against an existing run, e.g. the default profile's (its screenshot is committed):
-    # SPEECHKIT_ARTIFACTS=results/default/17_routing_demo \
+    # SPEECHKIT_ARTIFACTS=results/default/42_routing_demo \
     #     python tests/test_demo_page.py results/default data_manifests/default
     import tempfile
 

@@ -10,7 +10,7 @@ from papermill.translators import PythonTranslator
 
 from speechkit.manifest import read_manifest, read_nbest
 from speechkit.routing import read_decisions
-from speechkit.runner import INJECTED, declared_parameters, discover, validate
+from speechkit.runner import INJECTED, NOTEBOOK_KEY, declared_parameters, discover, validate
 from speechkit.speech_llm import SpeechLLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +37,9 @@ def test_notebook_hygiene(path):
 @pytest.mark.parametrize("params", sorted((ROOT / "notebooks" / "params").glob("*/*.yaml")),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_yaml_key_is_declared_with_its_type(params):
-    declared = declared_parameters(ROOT / "notebooks" / f"{params.stem}.ipynb")
-    assert set(yaml.safe_load(params.read_text())) <= set(declared)
+    settings = yaml.safe_load(params.read_text())
+    declared = declared_parameters(ROOT / "notebooks" / f"{settings.pop(NOTEBOOK_KEY, params.stem)}.ipynb")
+    assert set(settings) <= set(declared)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "full"])
@@ -55,7 +56,8 @@ def test_smoke_defaults_equal_the_smoke_parameter_files():
 
 @pytest.mark.slow
 def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
-    """Every notebook of the smoke profile, in order: data, models, speech-LLM stages, studies, routing."""
+    """Every notebook of the smoke profile, in order: data, models, speech-LLM stages, studies, CoT and RLVR,
+    ReHear, Ling & Ye, routing."""
     out, data, summary = smoke_run
     executed = nbformat.read(out / "smoke" / "00_data" / "00_data.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
@@ -79,14 +81,25 @@ def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
     assert nbest and all(len(n.hypotheses) == 4 for n in nbest)
     modes = ("none", "oracle", "own")
     assert {("14_context", f"WER conversation_turns_test, context: {mode}") for mode in modes} <= names
+    for name in ("stage 3", "CoT", "CoT + PLW"):
+        assert ("15_cot_sft", f"{name} WER source_dev [en]") in names
+    assert ("15_cot_sft", "CoT + PLW think right, transcript wrong") in names
+    assert SpeechLLM.load(out / "smoke" / "15_cot_sft" / "checkpoint").config.stages[-1] == "cot"
+    assert {("16_rlvr", "RLVR WER source_dev [en]"), ("16_rlvr", "mean reward correction")} <= names
+    for system in ("pseudo-labels", "text-only refiner", "ReHear", "oracle", "supervised"):
+        assert ("20_rehear", f"round 1 {system} WER medical_test [en]") in names
+    assert ("20_rehear", "ReHear pool labels kept") in names
+    for system in ("unadapted", "N-best rescoring", "self-training", "LLM-reward RL"):
+        assert ("30_llm_reward", f"{system} entity WER medical_test [en]") in names
+    assert ("30_llm_reward", "entity WER relative change, RL minus self-training medical_test [en]") in names
     for system in ("pocketsphinx", "whisper"):
-        assert ("15_external_asr", f"{system} WER source_test [en]") in names
-        assert read_nbest(out / "smoke" / "15_external_asr" / "nbest" / system / "conversation_turns_train.jsonl")
+        assert ("40_external_asr", f"{system} WER source_test [en]") in names
+        assert read_nbest(out / "smoke" / "40_external_asr" / "nbest" / system / "conversation_turns_train.jsonl")
     routed = {"internal (speech LLM)", "external pocketsphinx", "GER cascade", "routed", "oracle routing"}
-    assert {("16_routing", f"{system} WER medical_test [en]") for system in routed} <= names
-    assert {("16_routing", "routing accuracy"), ("16_routing", "routing F1 <rewrite>")} <= names
-    assert read_decisions(out / "smoke" / "16_routing" / "decisions.jsonl")
-    demo = nbformat.read(out / "smoke" / "17_routing_demo" / "17_routing_demo.ipynb", as_version=4)
+    assert {("41_routing", f"{system} WER medical_test [en]") for system in routed} <= names
+    assert {("41_routing", "routing accuracy"), ("41_routing", "routing F1 <rewrite>")} <= names
+    assert read_decisions(out / "smoke" / "41_routing" / "decisions.jsonl")
+    demo = nbformat.read(out / "smoke" / "42_routing_demo" / "42_routing_demo.ipynb", as_version=4)
     views = [o for c in demo.cells if c.cell_type == "code" for o in c.outputs
              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) == 2, "the routing browser and the audio browser are displayed"

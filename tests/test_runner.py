@@ -134,7 +134,8 @@ def test_from_refuses_when_an_earlier_stage_has_no_current_results(project):
     (notebooks / "params" / "smoke" / "00_first.yaml").write_text("value: 3.0\n")  # 00 is now stale
     with pytest.raises(ParameterError, match="stage 00_first ran with other code or parameters .*run stage 00_first"):
         go(project, first="01", last="01")
-    assert main(["run", "--profile", "smoke", "--from", "01"]) == 2  # the real profile: same check, before any run
+    # the real profile: same check, before any run
+    assert main(["run", "--profile", "smoke", "--from", "01", "--out", str(out / "real")]) == 2
 
 
 def test_a_missing_upstream_checkpoint_names_the_stage_that_produces_it(project):
@@ -200,3 +201,31 @@ def test_set_overrides_a_parameter_through_the_validator():
         validate(next(s for s in apply_overrides(stages, ["12.max_stepz=1"]) if s.name == "12_stage3_lora"))
     with pytest.raises(ParameterError, match="STAGE.NAME=VALUE"):
         apply_overrides(stages, ["max_steps=1"])
+
+
+def test_a_stage_key_follows_the_stages_it_reads_and_a_notebook_can_run_again(project):
+    """02 reads 00 only (the data stage): changing 01 leaves it current; 03 reruns 02's notebook (round 2), reads 02
+    through its parameter, and goes stale with it."""
+    notebooks, out = project
+    reader = PARAMETERS + 'previous = ""\n'
+    make_notebook(notebooks / "02_reader.ipynb", parameters=reader)
+    (notebooks / "params" / "smoke" / "02_reader.yaml").write_text("value: 2.0\n")
+    (notebooks / "params" / "smoke" / "03_reader_again.yaml").write_text(
+        "notebook: 02_reader\nvalue: 4.0\nprevious: 02_reader\n")
+    logs = []
+    go(project, logs)
+    rows = json.loads((out / "smoke" / "summary.json").read_text())
+    assert ("03_reader_again", "value", 0.04) in [(r["stage"], r["name"], r["value"]) for r in rows]
+    (notebooks / "params" / "smoke" / "01_second.yaml").write_text("value: 3.0\n")
+    logs.clear()
+    go(project, logs)
+    assert [line.split(":")[0] for line in logs if "running" in line] == ["[2/4] 01_second"]
+    (notebooks / "params" / "smoke" / "02_reader.yaml").write_text("value: 5.0\n")
+    logs.clear()
+    go(project, logs)
+    assert [line.split(":")[0] for line in logs if "running" in line] == ["[3/4] 02_reader", "[4/4] 03_reader_again"]
+    # 03 may run alone while 00 and 02 are current, whatever 01's state
+    (notebooks / "params" / "smoke" / "01_second.yaml").write_text("value: 6.0\n")
+    logs.clear()
+    go(project, logs, first="03", force=True)
+    assert [line.split(":")[0] for line in logs if "running" in line] == ["[4/4] 03_reader_again"]

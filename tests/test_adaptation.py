@@ -1,0 +1,119 @@
+import json
+
+import pytest
+import torch
+
+from speechkit import asr
+from speechkit.adaptation import Labeled, finetune, freeze_except, pool_label_error, read_pool
+from speechkit.llm_reward import LLMRewardModel, context_text
+from speechkit.manifest import Context, Hypothesis, read_manifest
+from speechkit.rehear import SILENCE, refine, refiner_example
+from speechkit.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
+from speechkit.training import TrainConfig
+
+CONTEXT = Context("Clinical dictation: prescriptions, dosages, diagnoses, referrals.",
+                  ("pneumonemia", "mebendazole", "nebivolol", "insulinoma"))
+
+
+def test_the_pool_is_unlabeled_and_a_labeled_pool_is_refused(smoke_benchmark, tmp_path):
+    root, _ = smoke_benchmark
+    pool = read_pool(root, "medical_pool")
+    assert pool and all(u.text is None for u in pool)
+    leaked = tmp_path / "medical_pool.jsonl"
+    rows = [json.loads(line) for line in (root / "medical_pool.jsonl").open()]
+    rows[0]["text"] = "a transcript that must not be trained on"
+    leaked.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "audio").symlink_to(root / "audio")
+    with pytest.raises(ValueError, match="must be unlabeled"):
+        read_pool(tmp_path, "medical_pool")
+
+
+def test_pool_label_error_reads_the_reference_only_to_measure(smoke_benchmark):
+    root, _ = smoke_benchmark
+    references = read_manifest(root / "medical_pool_reference.jsonl")
+    exact = pool_label_error(root, "medical_pool_reference", {u.id: u.text for u in references})
+    assert exact.rate == 0.0
+    empty = pool_label_error(root, "medical_pool_reference", {u.id: "" for u in references})
+    assert empty.rate == 1.0
+    assert pool_label_error(root, "medical_pool_reference", {}) is None  # a filter that kept nothing
+    with pytest.raises(ValueError, match="no reference"):
+        pool_label_error(root, "medical_pool_reference", {"not-a-pool-id": "x"})
+
+
+def test_a_pattern_matching_no_asr_parameter_warns(tiny_checkpoints):
+    model, _ = asr.load_asr(str(tiny_checkpoints[0]))
+    with pytest.warns(UserWarning, match="matches no parameter"):
+        counts = freeze_except(model, [r"^model\.decoder\.", r"^no_such_module\."])
+    assert 0 < counts["trainable"] < counts["total"]
+    assert all(p.requires_grad == n.startswith("model.decoder.") for n, p in model.named_parameters())
+
+
+def test_finetune_learns_the_given_labels_not_the_manifest_text(tiny_checkpoints, smoke_benchmark, tmp_path):
+    """Fine-tuning on labels moves the model towards the labels: their loss falls, and the utterance's own text
+    field (None in the pool) is never read."""
+    root, _ = smoke_benchmark
+    pool = read_pool(root, "medical_pool")[:2]
+    model, tokenizer = asr.load_asr(str(tiny_checkpoints[0]))
+    freeze_except(model, [r"^model\.decoder\."])
+    data = [Labeled(u, "nebivolol") for u in pool]
+
+    def label_loss():
+        from dataclasses import replace
+        batch = asr.make_batch([replace(d.utterance, text=d.label) for d in data], root, tokenizer,
+                               model.config.num_mel_bins)
+        with torch.no_grad():
+            return asr.loss(model.eval(), batch, ctc_weight=0.0)[0].item()
+
+    before = label_loss()
+    finetune(model, tokenizer, data, root, TrainConfig(learning_rate=1e-2, warmup_steps=0, max_steps=15),
+             tmp_path / "ft", progress=False)
+    assert label_loss() < before - 0.5
+    with pytest.raises(ValueError, match="no non-empty labels"):
+        finetune(model, tokenizer, [Labeled(pool[0], " ")], root, TrainConfig(max_steps=1), None, progress=False)
+
+
+def test_the_refiner_reads_the_hypothesis_and_never_a_target(tiny_checkpoints, smoke_benchmark):
+    whisper, llm = tiny_checkpoints
+    root, _ = smoke_benchmark
+    pool = read_pool(root, "medical_pool")[:2]
+    example = refiner_example(pool[0], "the patient took nebivolol", SILENCE)
+    assert example.target is None and "the patient took nebivolol" in example.context
+    torch.manual_seed(0)
+    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+    refinements = refine(model, STAGES[3], pool, ["a b c", ""], root, filter="agreement", max_change=0.5,
+                         progress=False)
+    assert [r.id for r in refinements] == [u.id for u in pool]
+    assert not refinements[1].kept  # an empty hypothesis: any refinement changes all of it
+    with pytest.raises(ValueError, match="unknown filter"):
+        refine(model, STAGES[3], pool, ["a", "b"], root, filter="vote", progress=False)
+
+
+@pytest.fixture(scope="module")
+def reward_model():
+    return LLMRewardModel.load("pkg:smollm2-135m-instruct")
+
+
+def test_the_llm_reward_prefers_the_term_spelled_as_the_context_lists_it(reward_model):
+    """SmolLM2 reads the context: the listed spelling scores above the ASR's misspelling, and the context helps it."""
+    right, wrong = "Allergic to mebendazole, which caused a rash last year.", \
+        "allergic to mebb and dazzle, which caused a rash last year."
+    with_context = reward_model.log_likelihood([right, wrong], [CONTEXT, CONTEXT])
+    assert with_context[0] > with_context[1]
+    without = reward_model.log_likelihood([right], [None])
+    assert with_context[0] > without[0]
+    assert "mebendazole" in context_text(CONTEXT)
+    ratings = reward_model.rating([right, wrong], [CONTEXT, CONTEXT])
+    assert all(0.0 <= r <= 1.0 for r in ratings)
+    assert reward_model.log_likelihood([""], [CONTEXT]) == [-10.0]
+
+
+def test_rescoring_and_the_reward_function(reward_model):
+    nbest = [Hypothesis("allergic to mebb and dazzle, which caused a rash last year.", -0.20),
+             Hypothesis("Allergic to mebendazole, which caused a rash last year.", -0.25)]
+    assert reward_model.rescore("log_likelihood", [nbest], [CONTEXT], weight=1.0) == [nbest[1].text]
+    assert reward_model.rescore("log_likelihood", [nbest], [CONTEXT], weight=0.0) == [nbest[0].text]
+    reward = reward_model.reward("log_likelihood")
+    values = reward(["p", "p"], [h.text for h in nbest], context=[CONTEXT, CONTEXT])
+    assert values[1] > values[0]
+    with pytest.raises(ValueError, match="unknown LLM score"):
+        reward_model.reward("vibes")
