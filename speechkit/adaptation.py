@@ -11,8 +11,6 @@ language side, where domain terms live; the encoder on its 30-s window is most o
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +27,8 @@ from speechkit.manifest import Hypothesis, Utterance, read_manifest
 from speechkit.policies import AudioPrompt, WhisperPolicy
 from speechkit.scoring import ErrorRate, error_rate
 from speechkit.text import normaliser_for
-from speechkit.training import TrainConfig, TrainLog, train
+# freeze_except is re-exported: the adaptation notebooks take it from here
+from speechkit.training import TrainConfig, TrainLog, freeze_except, train  # noqa: F401
 
 DECODER = (r"^model\.decoder\.",)  # Whisper's decoder; proj_out is tied to its token embeddings
 
@@ -49,21 +48,6 @@ def read_pool(data_dir: str | Path, manifest: str, limit: int = 0) -> list[Utter
         raise ValueError(f"{manifest}: {len(labeled)} pool utterances carry transcripts (e.g. {labeled[0]}); the "
                          "adaptation pool must be unlabeled")
     return pool[:limit] if limit else pool
-
-
-def freeze_except(model: torch.nn.Module, patterns: Sequence[str]) -> dict[str, int]:
-    """Train only parameters matching a pattern (a pattern matching nothing warns); returns the counts."""
-    matched = dict.fromkeys(patterns, 0)
-    for name, parameter in model.named_parameters():
-        hits = [p for p in patterns if re.search(p, name)]
-        parameter.requires_grad = bool(hits)
-        for p in hits:
-            matched[p] += 1
-    for pattern in [p for p, count in matched.items() if not count]:
-        warnings.warn(f"pattern {pattern!r} matches no parameter of the ASR", stacklevel=2)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {"trainable": trainable, "total": total, "trainable share": round(trainable / total, 5)}
 
 
 def transcribe_pool(model: asr.WhisperASR, tokenizer, utterances: Sequence[Utterance], data_dir: str | Path,

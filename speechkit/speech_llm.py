@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from speechkit.asr import WhisperASR, encode, padding_mask
 from speechkit.features import log_mel
 from speechkit.fileio import atomic_path, write_json
 from speechkit.results import local_or_hub
+from speechkit.training import freeze_except
 from speechkit.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKENS
 
 CONFIG_FILE = "speech_llm.json"
@@ -173,23 +173,10 @@ class SpeechLLM(nn.Module):
             self._inject_lora(stage.lora_rank, stage.lora_alpha)
             config = replace(config, lora_rank=stage.lora_rank, lora_alpha=stage.lora_alpha)
         patterns = stage.train + ((r"lora_",) if config.lora_rank else ())
-        matched, chosen = dict.fromkeys(patterns, 0), set()
-        # every name of a tied parameter counts (SmolLM2's lm_head is its embedding matrix)
-        for name, parameter in self.named_parameters(remove_duplicate=False):
-            for p in patterns:
-                if re.search(p, name):
-                    matched[p] += 1
-                    chosen.add(id(parameter))
-        for parameter in self.parameters():
-            parameter.requires_grad = id(parameter) in chosen
-        for pattern in [p for p, count in matched.items() if not count]:
-            # a typo in a pattern would silently freeze what was meant to train
-            warnings.warn(f"stage {stage.name!r}: pattern {pattern!r} matches no parameter of the model", stacklevel=2)
+        counts = freeze_except(self, patterns, f"stage {stage.name!r}")
         self.config = replace(config, trained=tuple(dict.fromkeys(config.trained + patterns)),
                               stages=config.stages + (stage.name,))
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
-        return {"trainable": trainable, "total": total, "trainable share": round(trainable / total, 5)}
+        return counts
 
     def save(self, path: str | Path) -> None:
         """Configuration, trained parameters (safetensors) and tokenizer: independent of the code that trained it."""

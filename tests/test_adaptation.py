@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from speechkit import asr
-from speechkit.adaptation import Labeled, finetune, freeze_except, pool_label_error, read_pool
+from speechkit.adaptation import Labeled, finetune, pool_label_error, read_pool
 from speechkit.llm_reward import LLMRewardModel, context_text
 from speechkit.manifest import Context, Hypothesis, read_manifest
 from speechkit.rehear import SILENCE, refine, refiner_example
 from speechkit.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
-from speechkit.training import TrainConfig
+from speechkit.training import TrainConfig, freeze_except
 
 CONTEXT = Context("Clinical dictation: prescriptions, dosages, diagnoses, referrals.",
                   ("pneumonemia", "mebendazole", "nebivolol", "insulinoma"))
