@@ -79,7 +79,7 @@ def finetune(model: asr.WhisperASR, tokenizer, data: Sequence[Labeled], data_dir
     def loss(model, indices):
         labeled = [replace(data[i].utterance, text=data[i].label) for i in indices]
         batch = asr.make_batch(labeled, data_dir, tokenizer, model.config.num_mel_bins).to(model.device)
-        return asr.loss(model, batch, ctc_weight=0.0)
+        return asr.loss(model, batch)
 
     return train(model, batches, loss, config, checkpoint, progress)
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperConfig, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -65,11 +64,7 @@ def encode(encoder: WhisperEncoder, features: torch.Tensor, frame_lengths: torch
 
 
 class WhisperASR(WhisperForConditionalGeneration):
-    """Whisper with a CTC head, decoding through the generic `generate` (greedy, beam, sampling, N-best)."""
-
-    def __init__(self, config: WhisperConfig):
-        super().__init__(config)
-        self.ctc_head = nn.Linear(config.d_model, config.vocab_size)
+    """Whisper decoding through the generic `generate` (greedy, beam, sampling, N-best)."""
 
     def generate(self, *args, **kwargs):
         # Whisper's own generate re-runs the 30 s encoder and long-form logic; we pass `encoder_outputs` instead.
@@ -117,8 +112,6 @@ class ASRBatch:
     decoder_input_ids: torch.Tensor  # <sot> <|lang|> text, right-padded
     decoder_attention_mask: torch.Tensor
     labels: torch.Tensor            # <|lang|> text <eot>, shifted by one, -100 on padding
-    ctc_targets: torch.Tensor       # text ids, right-padded with 0
-    ctc_lengths: torch.Tensor
 
     def to(self, device) -> "ASRBatch":
         return ASRBatch(**{k: v.to(device) for k, v in vars(self).items()})
@@ -138,26 +131,17 @@ def make_batch(utterances: Sequence[Utterance], root: str | Path, tokenizer: Pre
     for i, sequence in enumerate(sequences):
         inputs[i, :len(sequence) - 1] = torch.tensor(sequence[:-1])
         labels[i, :len(sequence) - 1] = torch.tensor(sequence[1:])
-    ctc_targets = torch.zeros(len(texts), max(len(t) for t in texts), dtype=torch.long)
-    for i, text in enumerate(texts):
-        ctc_targets[i, :len(text)] = torch.tensor(text)
-    return ASRBatch(features, frame_lengths, inputs, (labels != -100).long(), labels, ctc_targets,
-                    torch.tensor([len(t) for t in texts]))
+    return ASRBatch(features, frame_lengths, inputs, (labels != -100).long(), labels)
 
 
-def loss(model: WhisperASR, batch: ASRBatch, ctc_weight: float = 0.3) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy of the decoder plus `ctc_weight` x CTC on the encoder; returns (loss, parts for logging)."""
-    hidden, lengths = encode(model.model.encoder, batch.features, batch.frame_lengths)
+def loss(model: WhisperASR, batch: ASRBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of the decoder's next-token predictions; returns (loss, parts for logging)."""
+    hidden, _ = encode(model.model.encoder, batch.features, batch.frame_lengths)
     decoded = model.model.decoder(input_ids=batch.decoder_input_ids, attention_mask=batch.decoder_attention_mask,
                                   encoder_hidden_states=hidden)
     logits = model.proj_out(decoded.last_hidden_state)
     cross_entropy = F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=-100)
-    if ctc_weight == 0:
-        return cross_entropy, {"ce": cross_entropy.item()}
-    log_probs = F.log_softmax(model.ctc_head(hidden).float(), dim=-1).transpose(0, 1)
-    ctc = F.ctc_loss(log_probs, batch.ctc_targets, lengths, batch.ctc_lengths, blank=model.config.pad_token_id,
-                     zero_infinity=True)
-    return cross_entropy + ctc_weight * ctc, {"ce": cross_entropy.item(), "ctc": ctc.item()}
+    return cross_entropy, {"ce": cross_entropy.item()}
 
 
 def transcriber(model: WhisperASR, tokenizer: PreTrainedTokenizerFast, **options):

@@ -15,6 +15,7 @@ from speechkit.manifest import Utterance, read_manifest
 from speechkit.results import Metric, format_value
 from speechkit.scoring import aligned_units
 from speechkit.text import normaliser_for
+from speechkit.training import TrainLog, read_log
 
 
 def audio_tag(audio: np.ndarray) -> str:
@@ -83,7 +84,9 @@ def plot_benchmark(root: str | Path) -> plt.Figure:
 
 
 def plot_training(log) -> plt.Figure:
-    """Loss curve (with its named parts) and learning rate of a `training.TrainLog`."""
+    """Loss curve (with its named parts) and learning rate of a `training.TrainLog` or of its CSV file."""
+    if not isinstance(log, TrainLog):
+        log = read_log(log)
     figure, (losses, rates) = plt.subplots(1, 2, figsize=(12, 3.5))
     losses.plot(log.step, log.loss, label="loss")
     for name in (log.parts[0] if log.parts else {}):

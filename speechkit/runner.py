@@ -6,8 +6,9 @@
 A profile is the set of notebooks that have a parameter file `notebooks/params/<profile>/<stage>.yaml`. Before any
 notebook starts, every parameter file is checked against its notebook's `parameters` cell (papermill itself only
 warns about unknown names). Each stage writes its executed notebook and outputs to `<out>/<profile>/<stage>/`; a
-stage whose `stage.json` records the same key (notebook code, parameters, and the keys of the stages it reads: the
-data stage and any stage a parameter names) is skipped. `--from` needs every stage the chosen ones read recorded
+stage whose `stage.json` records the same key (notebook code, parameters, the library's code, and the keys of the
+stages it reads: the data stage and any stage a parameter names) is skipped. While a stage runs, a line every few
+minutes gives its elapsed time and, from its last recorded wall time, what is left. `--from` needs every stage the chosen ones read recorded
 with its current key, and a checkpoint another profile writes
 must exist; a stage starts only when the manifests it names validate, audio included. The run ends with
 `<out>/<profile>/summary.json` and `summary.md`.
@@ -25,9 +26,11 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +48,8 @@ INJECTED = ("profile", "output_dir", "data_dir")
 STAGE_FILE = "stage.json"
 NOTEBOOK_KEY = "notebook"  # in a parameter file: the notebook it runs, when not the file's own name
 CHECKPOINT = "checkpoint"  # the folder a training stage saves its model to (`speechkit.stages.CHECKPOINT`)
+PACKAGE = Path(__file__).resolve().parent
+HEARTBEAT_SECONDS = 300.0  # how often a running stage reports progress
 
 
 class ParameterError(ValueError):
@@ -185,16 +190,55 @@ def inputs(stage: Stage, earlier: list[Stage]) -> list[str]:
     return list(dict.fromkeys(([earlier[0].name] if earlier else []) + named))
 
 
-def stage_key(stage: Stage, parameters: dict, input_keys: dict[str, str]) -> str:
-    """Notebook code, parameters and the keys of the stages it reads: editing one paper's notebook leaves another
-    paper's stages current."""
-    record = json.dumps({"code": stage.code_hash(), "parameters": parameters, "inputs": input_keys}, sort_keys=True)
+def library_hash(package: Path = PACKAGE) -> str:
+    """SHA-256 of the library's source (every .py file, by relative path): a change to the library reruns every
+    stage, since any notebook may call the changed code."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\x00" + path.read_bytes() + b"\x00")
+    return digest.hexdigest()
+
+
+def stage_key(stage: Stage, parameters: dict, input_keys: dict[str, str], library: str) -> str:
+    """Notebook code, parameters, the library's hash and the keys of the stages it reads: editing one paper's
+    notebook leaves another paper's stages current."""
+    record = json.dumps({"code": stage.code_hash(), "parameters": parameters, "inputs": input_keys,
+                         "library": library}, sort_keys=True)
     return hashlib.sha256(record.encode()).hexdigest()
+
+
+def progress_line(prefix: str, elapsed: float, previous: float | None) -> str:
+    """`elapsed` seconds into a stage whose last run took `previous` seconds (None: never recorded)."""
+    line = f"{prefix}: still running, {elapsed / 60:.1f} min"
+    if previous:
+        left = previous - elapsed
+        line += f" (last run {previous / 60:.1f} min: " + (f"about {left / 60:.0f} min left)" if left > 0
+                                                            else "longer than then)")
+    return line
+
+
+@contextmanager
+def heartbeat(prefix: str, previous: float | None, log: Callable[[str], None],
+              every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Log `progress_line` every `every` seconds while the block runs (papermill blocks until a notebook ends)."""
+    stop, started = threading.Event(), time.perf_counter()
+
+    def beat():
+        while not stop.wait(every):
+            log(progress_line(prefix, time.perf_counter() - started, previous))
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run(profile: str, first: str | None = None, last: str | None = None, out: str | Path = "results",
         data: str | Path | None = None, force: bool = False, notebooks: Path = NOTEBOOKS,
-        log=print, overrides: list[str] = ()) -> Path:
+        log=print, overrides: list[str] = (), heartbeat_seconds: float = HEARTBEAT_SECONDS) -> Path:
     """Run the profile's stages; returns the summary path. Raises StageFailed naming the stage, cell and error.
     `overrides` are `STAGE.NAME=VALUE` settings on top of the parameter files (`--set`), validated alike."""
     import papermill  # imported here: `--help` and parameter errors should not wait for it
@@ -205,12 +249,12 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
     chosen = {s.name for s in select(all_stages, first, last)}
     out_dir = Path(out).resolve() / profile
     data_dir = Path(data).resolve() if data else REPO_ROOT / "data_manifests" / profile
-    planned, keys, reads = [], {}, {}
+    planned, keys, reads, library = [], {}, {}, library_hash()
     for index, stage in enumerate(all_stages):
         parameters = {**stage.parameters, "profile": profile, "output_dir": str(out_dir / stage.name),
                       "data_dir": str(data_dir)}
         reads[stage.name] = inputs(stage, all_stages[:index])
-        keys[stage.name] = stage_key(stage, parameters, {name: keys[name] for name in reads[stage.name]})
+        keys[stage.name] = stage_key(stage, parameters, {name: keys[name] for name in reads[stage.name]}, library)
         planned.append((stage, parameters, keys[stage.name]))
 
     def rerun(stage: str, of: str = profile, last: str | None = last, into: Path = out_dir.parent) -> str:
@@ -236,9 +280,10 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
         partial = stage_dir / f".{stage.name}.running.ipynb"
         stage_started = time.perf_counter()
         try:
-            papermill.execute_notebook(str(stage.notebook), str(partial), parameters=parameters,
-                                       kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False,
-                                       log_output=False)
+            with heartbeat(prefix, recorded_seconds(stage_dir), log, heartbeat_seconds):
+                papermill.execute_notebook(str(stage.notebook), str(partial), parameters=parameters,
+                                           kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False,
+                                           log_output=False)
         except papermill.PapermillExecutionError as error:
             failed = stage_dir / f"{stage.name}.failed.ipynb"
             os.replace(partial, failed)
@@ -249,8 +294,10 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
         export_html(executed)
         (stage_dir / f"{stage.name}.failed.ipynb").unlink(missing_ok=True)  # an earlier failure is now stale
         seconds = time.perf_counter() - stage_started
-        write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance()})
-        write_json(marker, {"key": key, "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        # the wall time goes into params.json too: it is committed with the results (stage.json is not)
+        timing = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance(), **timing})
+        write_json(marker, {"key": key, **timing})
         log(f"{prefix}: done in {seconds:.0f} s (elapsed {time.perf_counter() - started:.0f} s)")
     summary = write_summary(out_dir, [s.name for s in all_stages])
     log(f"summary: {summary}")
@@ -286,6 +333,15 @@ def _ogg_uri(match: re.Match) -> str:
 def recorded_key(stage_dir: Path) -> str | None:
     marker = stage_dir / STAGE_FILE
     return json.loads(marker.read_text()).get("key") if marker.is_file() else None
+
+
+def recorded_seconds(stage_dir: Path) -> float | None:
+    """The wall time of the stage's last finished run (params.json, committed with the results; else stage.json)."""
+    for name in ("params.json", STAGE_FILE):
+        path = stage_dir / name
+        if path.is_file() and json.loads(path.read_text()).get("seconds") is not None:
+            return float(json.loads(path.read_text())["seconds"])
+    return None
 
 
 def rerun_command(profile: str, first: str, last: str | None, out: Path, data: str | Path | None) -> str:
@@ -406,8 +462,8 @@ def run_header(out_dir: Path, stage_names: list[str]) -> list[str]:
         if not params.is_file():
             continue
         run = json.loads(params.read_text())
-        timing = json.loads(marker.read_text()) if marker.is_file() else {}
-        seconds = timing.get("seconds")
+        timing = {**(json.loads(marker.read_text()) if marker.is_file() else {}), **run}
+        seconds = recorded_seconds(out_dir / name)
         lines.append(f"| {name} | {run.get('git_commit', '')[:10]} | {'yes' if run.get('git_dirty') else 'no'} | "
                      f"{timing.get('finished', '-')} | {run.get('device', '')} | {run.get('threads', '-')} | "
                      f"{'-' if seconds is None else f'{seconds / 60:.1f} min'} |")

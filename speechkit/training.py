@@ -7,6 +7,7 @@ the learning-rate schedule follows, and resumable checkpoints that include where
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import random
@@ -27,6 +28,7 @@ from speechkit.fileio import atomic_open
 from speechkit.results import Metric
 
 STATE_FILE = "training_state.pt"
+LOG_FILE = "training_log.csv"  # the loss curve, beside the checkpoint (committed with the results)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,28 @@ class TrainLog:
     minutes: float = 0.0            # wall clock of those steps
 
 
+def write_log(log: TrainLog, path: str | Path) -> None:
+    """The loss curve as CSV (step, loss, learning_rate, seconds, then each named part): readable without the kit,
+    and what the notebooks plot."""
+    parts = list(log.parts[0]) if log.parts else []
+    with atomic_open(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["step", "loss", "learning_rate", "seconds", *parts])
+        for i, step in enumerate(log.step):
+            writer.writerow([step, log.loss[i], log.learning_rate[i], log.seconds[i],
+                             *(log.parts[i][name] for name in parts)])
+
+
+def read_log(path: str | Path) -> TrainLog:
+    """A loss curve written by `write_log` (`steps`, `minutes` and `stopped_by` are not in the file)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    fixed = ("step", "loss", "learning_rate", "seconds")
+    return TrainLog(step=[int(r["step"]) for r in rows], loss=[float(r["loss"]) for r in rows],
+                    learning_rate=[float(r["learning_rate"]) for r in rows], seconds=[float(r["seconds"]) for r in rows],
+                    parts=[{k: float(v) for k, v in r.items() if k not in fixed} for r in rows])
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (every device). Call it before building a model that draws new weights (a
     projector, LoRA adapters): a resumed run is recognised by the digest of the weights it started from."""
@@ -91,7 +115,8 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     the tensors on `model`'s device and returns (loss, named parts to log). With `checkpoint_dir`, the state is
     saved every `checkpoint_minutes` and at the end, and a rerun with the same configuration from the same starting
     weights resumes where the last one stopped. `on_step(step)` is called before each step (e.g. a loss-weight
-    schedule; a resumed run calls it with the resumed step numbers).
+    schedule; a resumed run calls it with the resumed step numbers). With `checkpoint_dir`, the loss curve is also
+    rewritten there as CSV (`LOG_FILE`) at every logged step, so a long run can be watched and plotted as it trains.
     """
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     start = parameters_digest(model) if checkpoint_dir else None
@@ -104,6 +129,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     model, optimizer = accelerator.prepare(model, optimizer)
     state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "log": TrainLog()}
     path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
+    log_file = Path(checkpoint_dir) / LOG_FILE if checkpoint_dir else None
     saved = torch.load(path, map_location="cpu", weights_only=False) if path and path.is_file() else None
     if saved is not None and saved["config"] != asdict(config):
         print(f"{path}: saved by a run with another configuration; starting afresh")
@@ -168,6 +194,8 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
                 log.seconds.append(round(time.perf_counter() - started, 1))
                 bar.set_postfix(loss=f"{log.loss[-1]:.3f}")
                 window.clear()
+                if log_file is not None:
+                    write_log(log, log_file)
             if time.perf_counter() - last_save > 60 * config.checkpoint_minutes:
                 state["elapsed"] = time.perf_counter() - started
                 save()
@@ -179,6 +207,8 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     state["elapsed"] = time.perf_counter() - started
     log.steps, log.minutes = state["step"], state["elapsed"] / 60
     save()
+    if log_file is not None:
+        write_log(log, log_file)
     model.eval()
     return log
 

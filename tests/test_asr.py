@@ -51,10 +51,9 @@ def test_batch_targets_are_shifted_inputs(tiny_checkpoints, utterances):
     assert batch.decoder_input_ids[0, 0] == tokenizer.bos_token_id
     assert tokenizer.convert_ids_to_tokens(int(batch.decoder_input_ids[0, 1])) == "<|en|>"
     assert batch.labels[0, 1:len(ids) + 1].tolist() == ids and batch.labels[0, len(ids) + 1] == tokenizer.eos_token_id
-    assert batch.ctc_lengths[0] == len(ids) and batch.ctc_targets[0, :len(ids)].tolist() == ids
 
 
-def test_ctc_and_decoder_losses_fall_when_overfitting(tiny_checkpoints, utterances):
+def test_the_decoder_loss_falls_when_overfitting(tiny_checkpoints, utterances):
     model, tokenizer = load_asr(tiny_checkpoints[0])
     chosen, audios = utterances
     batch = asr.make_batch(chosen, None, tokenizer, 80, audios)
@@ -64,7 +63,7 @@ def test_ctc_and_decoder_losses_fall_when_overfitting(tiny_checkpoints, utteranc
                 TrainConfig(learning_rate=3e-3, warmup_steps=0, max_steps=40, log_every=40), progress=False)
     after = asr.loss(model.train(), batch)[1]
     assert log.stopped_by == "max_steps"
-    assert after["ce"] < 0.7 * before["ce"] and after["ctc"] < 0.7 * before["ctc"]
+    assert after["ce"] < 0.7 * before["ce"]
 
 
 def test_transcribe_returns_ranked_nbest(tiny_checkpoints, utterances):

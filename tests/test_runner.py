@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from speechkit.runner import ParameterError, StageFailed, main, run
+from speechkit import runner
+from speechkit.runner import ParameterError, StageFailed, main, progress_line, run
 
 PARAMETERS = 'profile = "smoke"\noutput_dir = ""\ndata_dir = ""\nvalue = 1.0\nfail = False\n'
 BODY = """
@@ -229,3 +230,34 @@ def test_a_stage_key_follows_the_stages_it_reads_and_a_notebook_can_run_again(pr
     logs.clear()
     go(project, logs, first="03", force=True)
     assert [line.split(":")[0] for line in logs if "running" in line] == ["[4/4] 03_reader_again"]
+
+
+def test_a_library_change_reruns_every_stage(project, monkeypatch):
+    logs = []
+    go(project, logs)
+    assert runner.library_hash() == runner.library_hash() and len(runner.library_hash()) == 64
+    monkeypatch.setattr(runner, "library_hash", lambda: "an edited library")
+    logs.clear()
+    go(project, logs)
+    assert sum("running" in line for line in logs) == 2
+
+
+def test_a_long_stage_reports_progress_with_the_time_its_last_run_took(project):
+    notebooks, out = project
+    (notebooks / "params" / "smoke" / "01_second.yaml").unlink()
+    logs = []
+    go(project, logs, heartbeat_seconds=0.5)
+    assert any(line.startswith("[1/1] 00_first: still running") and "last run" not in line for line in logs)
+    seconds = json.loads((out / "smoke" / "00_first" / "params.json").read_text())["seconds"]
+    assert seconds > 0
+    logs.clear()
+    go(project, logs, force=True, heartbeat_seconds=0.5)
+    assert any(f"(last run {seconds / 60:.1f} min" in line for line in logs if "still running" in line)
+    seconds = json.loads((out / "smoke" / "00_first" / "params.json").read_text())["seconds"]
+    assert f"{seconds / 60:.1f} min |" in (out / "smoke" / "summary.md").read_text()  # wall time from params.json
+
+
+def test_progress_line_estimates_what_is_left():
+    assert progress_line("[3/9] 12_stage3_lora", 600, None) == "[3/9] 12_stage3_lora: still running, 10.0 min"
+    assert progress_line("s", 600, 3000).endswith("(last run 50.0 min: about 40 min left)")
+    assert progress_line("s", 3600, 3000).endswith("(last run 50.0 min: longer than then)")

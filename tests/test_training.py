@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from speechkit.training import STATE_FILE, TrainConfig, learning_rate, seed_everything, train, training_metrics
+from speechkit.training import (LOG_FILE, STATE_FILE, TrainConfig, learning_rate, read_log, seed_everything, train,
+                                training_metrics)
 
 
 def toy():
@@ -63,6 +64,26 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path, capsys):
     assert log.step == [3, 6, 9, 12]
     torch.testing.assert_close(resumed.weight, straight.weight)
     assert capsys.readouterr().out.count("resumed at step 6") == 1
+    # the loss curve on disk is the whole run's, the interrupted part included
+    written = read_log(tmp_path / LOG_FILE)
+    assert written.step == log.step and written.loss == pytest.approx(log.loss)
+
+
+def test_the_loss_curve_is_on_disk_while_training_runs(tmp_path):
+    seen = []
+
+    def watching_loss(model, rows):
+        if (tmp_path / LOG_FILE).is_file():
+            seen.append(read_log(tmp_path / LOG_FILE).step[-1])
+        value, _ = loss(model, rows)
+        return value, {"half": value.item() / 2}
+
+    log = train(toy(), batches, watching_loss, TrainConfig(learning_rate=0.1, warmup_steps=0, max_steps=8, log_every=2),
+                tmp_path, progress=False)
+    assert seen[0] == 2 and seen[-1] == 6  # rewritten at each logged step, before the run ends
+    written = read_log(tmp_path / LOG_FILE)
+    assert written.step == [2, 4, 6, 8] and written.learning_rate == pytest.approx(log.learning_rate)
+    assert [p["half"] for p in written.parts] == pytest.approx([p["half"] for p in log.parts])
 
 
 def test_a_state_saved_under_another_configuration_is_not_resumed(tmp_path):
