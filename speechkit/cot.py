@@ -14,6 +14,7 @@ to the think span's hypothesis. The five RLVR rewards are plain callables `(prom
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,9 @@ import numpy as np
 from speechkit.audio import load_utterance
 from speechkit.decoding import DecodingConfig, decode
 from speechkit.features import length_batches
+from speechkit.grpo import GRPOConfig, GRPOStep
 from speechkit.manifest import Utterance
+from speechkit.policies import SpeechLLMPolicy
 from speechkit.scoring import aligned_units, utterance_errors
 from speechkit.speech_llm import Example, SpeechLLM, Stage
 from speechkit.text import normalise, normaliser_for
@@ -206,9 +209,48 @@ def correction_reward(prompts, completions, reference, first_pass, min_similarit
     return rewards
 
 
+def unconstrained_correction_reward(prompts, completions, reference, **_) -> list[float]:
+    """The correction reward without the first-pass constraint: the variant the paper saw hacked."""
+    return correction_reward(prompts, completions, reference, [None] * len(prompts))
+
+
+def think_similarity(prompts, completions, first_pass, **_) -> list[float]:
+    """1 - WER of the think span's hypothesis against the model's first pass: logged during RLVR (weight 0), it shows
+    whether the correction reward is being hacked by a drifting hypothesis."""
+    return [max(0.0, 1 - _wer(f, parse_cot(c).hypothesis or "", p.language)) if f is not None else 0.0
+            for p, c, f in zip(prompts, completions, first_pass, strict=True)]
+
+
 REWARDS = {"format": format_reward, "accuracy": accuracy_reward, "error_type": error_type_reward,
            "error_detail": error_detail_reward, "correction": correction_reward}
 REWARD_WEIGHTS = {"accuracy": 0.8, "format": 0.5, "error_type": 0.5, "error_detail": 0.5, "correction": 0.5}
+THINK_SIMILARITY = "think similarity"
+
+
+@dataclass(frozen=True)
+class RLVRConfig:
+    """Seewo's RLVR (seed 002, section 3.3): which rewards, their weights, and the anti-hacking constraint."""
+    rewards: tuple[str, ...] = ("format", "accuracy", "correction")
+    reward_weights: dict[str, float] = field(default_factory=lambda: dict(REWARD_WEIGHTS))
+    constrained: bool = True          # the correction reward only while the think hypothesis stays near the first pass
+    min_similarity: float = 0.8       # ... 1 - WER(first pass, think hypothesis) at least this
+    prompts_per_step: int = 2         # utterances per step, each sampled `num_generations` times
+
+    def __post_init__(self):
+        unknown = set(self.rewards) - set(REWARDS)
+        if unknown or not self.rewards:
+            raise ValueError(f"unknown rewards {sorted(unknown)}; choose one or more of {sorted(REWARDS)}")
+        if not 0 <= self.min_similarity <= 1 or self.prompts_per_step < 1:
+            raise ValueError(f"min_similarity must be in [0, 1] and prompts_per_step >= 1: {self}")
+
+    def reward_functions(self) -> tuple[dict, dict[str, float]]:
+        """(reward callables, weights) for `grpo.GRPOStep`, the think similarity logged beside them at weight 0."""
+        functions = {name: REWARDS[name] for name in self.rewards}
+        if "correction" in functions:
+            functions["correction"] = (functools.partial(correction_reward, min_similarity=self.min_similarity)
+                                       if self.constrained else unconstrained_correction_reward)
+        weights = {name: self.reward_weights.get(name, 1.0) for name in self.rewards}
+        return {**functions, THINK_SIMILARITY: think_similarity}, {**weights, THINK_SIMILARITY: 0.0}
 
 
 # -- training and decoding ---------------------------------------------------------------------------------------------
@@ -244,6 +286,35 @@ def train_cot(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], h
         return value, {**parts, "think weight": think_weight[0]}
 
     log = train(model, batches, loss, config, checkpoint, progress, on_step=on_step)
+    model.save(checkpoint)
+    return log
+
+
+def train_rlvr(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], first_pass: dict[str, str],
+               data_dir: str | Path, config: RLVRConfig, grpo: GRPOConfig, train_config: TrainConfig,
+               checkpoint: str | Path, progress: bool = True) -> TrainLog:
+    """RLVR of the CoT model with Dr. GRPO: `config.prompts_per_step` utterances a step, in a seeded order per epoch;
+    `first_pass` (utterance id -> the model's own stage-3 transcript) is what the constrained correction reward and
+    the think similarity compare against. Saves the model to `checkpoint`."""
+    functions, weights = config.reward_functions()
+    audio: dict[int, np.ndarray] = {}
+
+    def prompt(i: int) -> Example:
+        if i not in audio:  # each utterance is read once; an epoch revisits it
+            audio[i] = load_utterance(utterances[i], data_dir)
+        return Example(audio[i], utterances[i].language)
+
+    def columns(items: Sequence[int]) -> dict[str, list]:
+        return {"reference": [utterances[i].text for i in items],
+                "first_pass": [first_pass.get(utterances[i].id) for i in items]}
+
+    step = GRPOStep(model, SpeechLLMPolicy(stage), grpo, functions, weights, prompt=prompt, columns=columns)
+
+    def batches(epoch: int) -> list[list[int]]:
+        order = np.random.default_rng([train_config.seed, epoch]).permutation(len(utterances)).tolist()
+        return [order[i:i + config.prompts_per_step] for i in range(0, len(order), config.prompts_per_step)]
+
+    log = train(model, batches, step, train_config, checkpoint, progress)
     model.save(checkpoint)
     return log
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -115,3 +116,45 @@ def highlight_errors(reference: str, hypothesis: str, language: str) -> str:
         else:
             pieces.append(f'<s style="color:#888">{ref}</s>')
     return " ".join(pieces) or "<i>(empty)</i>"
+
+
+def plot_rewards(log, title: str = "rewards during RL") -> plt.Figure:
+    """Each reward's mean over the rollouts per logged step (the `reward <name>` parts a `grpo.GRPOStep` logs)."""
+    if not isinstance(log, TrainLog):
+        log = read_log(log)
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    for name in [k for k in (log.parts[0] if log.parts else {}) if k.startswith("reward ")]:
+        axes.plot(log.step, [p[name] for p in log.parts], label=name.removeprefix("reward "))
+    axes.set(xlabel="step", ylabel="mean over the rollouts", title=title)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+VERDICT_COLOURS = {"reproduced": "#2a7", "not reproduced": "#c33", "inconclusive": "#888", "not measured": "#ccc"}
+
+
+def plot_claims(results) -> plt.Figure:
+    """One row per claim (`claims.Verdict`): the measured system-minus-baseline difference with its 95% interval,
+    coloured by verdict, and the paper's difference as a diamond where the paper gives one. Points for absolute
+    claims, percent for relative ones (marked "rel.")."""
+    figure, axes = plt.subplots(figsize=(10, 0.45 * len(results) + 1.2))
+    for y, v in enumerate(reversed(results)):
+        colour = VERDICT_COLOURS[v.verdict]
+        if v.value is not None:
+            axes.errorbar(100 * v.value, y, xerr=[[100 * (v.value - v.low)], [100 * (v.high - v.value)]], fmt="o",
+                          color=colour, capsize=3)
+        if v.claim.paper_difference is not None:
+            axes.plot(100 * v.claim.paper_difference, y, "D", color="k", fillstyle="none", markersize=7)
+    labels = [textwrap.shorten(v.claim.statement, 70, placeholder=" ...") + (" (rel.)" if v.claim.unit == "relative" else "")
+              for v in reversed(results)]
+    axes.set_yticks(range(len(results)), labels, fontsize=8)
+    axes.axvline(0, color="k", linewidth=0.8)
+    axes.plot([], [], "D", color="k", fillstyle="none", label="paper")
+    for verdict, colour in VERDICT_COLOURS.items():
+        axes.plot([], [], "o", color=colour, label=f"measured: {verdict}")
+    axes.set(xlabel="system - baseline (WER points, or % relative); left of 0 = system better",
+             title="paper claims: measured vs paper")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    return figure

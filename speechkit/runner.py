@@ -38,7 +38,7 @@ import nbformat
 import yaml
 
 from speechkit.claims import verdict_table, verdicts
-from speechkit.fileio import write_json, write_text
+from speechkit.fileio import atomic_path, write_json, write_text
 from speechkit.results import REPO_ROOT, Metric, format_value, load_metrics, provenance, repo_path
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -50,6 +50,7 @@ NOTEBOOK_KEY = "notebook"  # in a parameter file: the notebook it runs, when not
 CHECKPOINT = "checkpoint"  # the folder a training stage saves its model to (`speechkit.stages.CHECKPOINT`)
 PACKAGE = Path(__file__).resolve().parent
 HEARTBEAT_SECONDS = 300.0  # how often a running stage reports progress
+CLAIMS_PLOT = "claims.png"  # beside summary.md
 
 
 class ParameterError(ValueError):
@@ -426,6 +427,18 @@ def validate_data(paths: list[str], strict_format: bool = False) -> int:
     return 1 if problems else 0
 
 
+def write_claims_plot(judged: list, path: Path) -> None:
+    """The verdicts as a figure (`display.plot_claims`), written atomically."""
+    import matplotlib.pyplot as plt  # imported here: `run --help` should not wait for it
+
+    from speechkit.display import plot_claims
+
+    figure = plot_claims(judged)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
 def write_summary(out_dir: Path, stage_names: list[str]) -> Path:
     """`summary.json` and `summary.md`: one row per metric of every stage that has written its metrics, in stage
     order (committed results count too: a clone has their metrics but not the runner's skip markers)."""
@@ -433,11 +446,14 @@ def write_summary(out_dir: Path, stage_names: list[str]) -> Path:
     for name in stage_names:
         rows += [{"stage": name, **dataclasses.asdict(m)} for m in load_metrics(out_dir / name)]
     write_json(out_dir / "summary.json", rows)
+    judged = verdicts(rows, out_dir)
+    write_claims_plot(judged, out_dir / CLAIMS_PLOT)
     lines = [f"# Results: profile `{out_dir.name}`", "", "## Claims", "",
              "Each paper's claim the kit measures (`speechkit.claims`), read against a paired difference on the same "
              "utterances: **system minus baseline**, so a negative WER difference means the system is better. "
              "Reproduced: the 95% interval excludes zero in the claimed direction; not reproduced: it excludes zero "
-             "the other way; inconclusive: it includes zero.", "", *verdict_table(verdicts(rows, out_dir)), "",
+             "the other way; inconclusive: it includes zero.", "", *verdict_table(judged), "",
+             f"![measured differences beside the papers' ({CLAIMS_PLOT})]({CLAIMS_PLOT})", "",
              "## Runs", "", *run_header(out_dir, stage_names), "", "## Every measured number", "",
              "Rates in %, with 95% bootstrap confidence intervals in brackets where they apply; a paper's claim is "
              "given once, on the first row it concerns.", "",

@@ -49,3 +49,18 @@ def test_a_claim_needs_one_measure_and_known_words():
         Claim("p", "t", "s", "f")
     with pytest.raises(ValueError, match="direction"):
         Claim("p", "t", "s", "f", direction="down", metric="a::b")
+
+
+def test_the_claims_figure_shows_each_measured_difference_beside_the_papers(tmp_path):
+    from speechkit.display import VERDICT_COLOURS, plot_claims
+
+    judged = [judge(claim, [row(0.05, 0.02, 0.08)], tmp_path) for claim in CLAIMS]
+    figure = plot_claims(judged)
+    axes = figure.axes[0]
+    measured = [line for line in axes.lines if line.get_marker() == "o" and len(line.get_xdata())]
+    papers = [line for line in axes.lines if line.get_marker() == "D" and len(line.get_xdata())]
+    assert len(measured) == 1 and measured[0].get_xdata()[0] == pytest.approx(5.0)  # only CLAIMS[2] has that row
+    assert measured[0].get_color() == VERDICT_COLOURS[NOT_REPRODUCED]
+    assert sorted(line.get_xdata()[0] for line in papers) == pytest.approx(
+        sorted(100 * c.paper_difference for c in CLAIMS if c.paper_difference is not None))
+    assert len(axes.get_yticklabels()) == len(CLAIMS)

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from speechkit.cot import (REWARDS, ErrorDetail, PromptLossSchedule, accuracy_reward, correction_reward, cot_think,
-                           diagnose, error_detail_reward, error_details, error_type_reward, format_reward, parse_cot,
-                           think_text, train_cot)
+from speechkit.cot import (REWARDS, THINK_SIMILARITY, ErrorDetail, PromptLossSchedule, RLVRConfig, accuracy_reward,
+                           correction_reward, cot_think, diagnose, error_detail_reward, error_details, error_type_reward,
+                           format_reward, parse_cot, think_text, train_cot, train_rlvr)
+from speechkit.grpo import GRPOConfig
 from speechkit.manifest import Utterance, read_manifest
 from speechkit.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
 from speechkit.training import TrainConfig
@@ -112,3 +113,36 @@ def test_train_cot_follows_the_schedule(tiny_checkpoints, smoke_benchmark, tmp_p
                     schedule=PromptLossSchedule(1.0, 0.1, decay_steps=2), max_batch=2, progress=False)
     assert [p["think weight"] for p in log.parts] == pytest.approx([1.0, 0.55, 0.1, 0.1])
     assert (tmp_path / "cot" / "trained.safetensors").is_file()
+
+
+def test_rlvr_config_names_its_rewards_and_logs_the_think_similarity():
+    with pytest.raises(ValueError, match="unknown rewards \\['acuracy'\\]"):
+        RLVRConfig(rewards=("format", "acuracy"))
+    prompts, hypothesis = [Prompt()] * 2, "the patient takes nifedapine at night"
+    completions = [completion(hypothesis, GOLD), completion("a b c d e f", GOLD)]
+    columns = {"reference": [GOLD] * 2, "first_pass": [hypothesis] * 2}
+    functions, weights = RLVRConfig().reward_functions()
+    assert set(functions) == {"format", "accuracy", "correction", THINK_SIMILARITY}
+    assert weights == {"format": 0.5, "accuracy": 0.8, "correction": 0.5, THINK_SIMILARITY: 0.0}
+    assert functions["correction"](prompts, completions, **columns) == [1.0, 0.0]
+    assert functions[THINK_SIMILARITY](prompts, completions, **columns) == [1.0, 0.0]
+    # unconstrained (the hackable variant): the made-up hypothesis is rewarded for its "correction"
+    functions, _ = RLVRConfig(constrained=False).reward_functions()
+    assert functions["correction"](prompts, completions, **columns) == [1.0, 1.0]
+
+
+def test_train_rlvr_logs_every_reward(tiny_checkpoints, smoke_benchmark, tmp_path):
+    whisper, llm = tiny_checkpoints
+    root, _ = smoke_benchmark
+    utterances = read_manifest(root / "source_train.jsonl")[:3]
+    torch.manual_seed(0)
+    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+    model.start_stage(STAGES[3])
+    model.start_stage(STAGES[4])
+    first_pass = {u.id: u.text for u in utterances}
+    log = train_rlvr(model, STAGES[4], utterances, first_pass, root, RLVRConfig(prompts_per_step=2),
+                     GRPOConfig(num_generations=2, max_completion_length=8), TrainConfig(max_steps=3, warmup_steps=0,
+                                                                                           log_every=1),
+                     tmp_path / "rlvr", progress=False)
+    assert log.steps == 3 and (tmp_path / "rlvr" / "trained.safetensors").is_file()
+    assert {"reward format", "reward accuracy", "reward correction", f"reward {THINK_SIMILARITY}"} <= set(log.parts[0])

@@ -85,6 +85,7 @@ def test_run_skip_force_and_summary(project):
     assert [(r["stage"], r["name"], r["value"]) for r in rows] == [("00_first", "value", 0.02),
                                                                    ("01_second", "value", 0.02)]
     assert "| 00_first | value | 2.00% [0.00, 2.00] | about 1% |" in summary.read_text()
+    assert "](claims.png)" in summary.read_text() and (out / "smoke" / "claims.png").stat().st_size > 1000
     assert any("[1/2] 00_first: running" in line for line in logs)
 
     logs.clear()
