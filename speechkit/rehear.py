@@ -8,6 +8,7 @@ the LLM alone can fix. A filter decides which refined labels the ASR is fine-tun
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,3 +92,21 @@ def refine(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], hypo
                                   or (filter == "confidence" and score >= min_score))
         refinements.append(Refinement(u.id, hypothesis, refined, score, kept))
     return refinements
+
+
+SYSTEMS = ("supervised", "pseudo-labels", "text-only refiner", "ReHear", "oracle")
+
+
+def round_history(stage_dir: Path, round: int, previous_round: str, current: dict[str, float]) -> dict[int, dict[str, float]]:
+    """Round -> {metric name: value} for this round (`current`, not yet saved) and every round before it, followed
+    back through each stage's `previous_round` parameter (its params.json) beside `stage_dir`."""
+    history = {round: current}
+    folder = stage_dir.parent / previous_round if previous_round else None
+    while folder is not None:
+        params_file, metrics_file = folder / "params.json", folder / "metrics.json"
+        if not (params_file.is_file() and metrics_file.is_file()):
+            raise FileNotFoundError(f"{folder}: a previous round without params.json and metrics.json; run it first")
+        params = json.loads(params_file.read_text())["parameters"]
+        history[params.get("round", 1)] = {r["name"]: r["value"] for r in json.loads(metrics_file.read_text())}
+        folder = stage_dir.parent / params["previous_round"] if params.get("previous_round") else None
+    return dict(sorted(history.items()))

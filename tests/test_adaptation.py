@@ -7,7 +7,7 @@ from speechkit import asr
 from speechkit.adaptation import Labeled, finetune, pool_label_error, read_pool
 from speechkit.llm_reward import LLMRewardModel, context_text
 from speechkit.manifest import Context, Hypothesis, read_manifest
-from speechkit.rehear import SILENCE, refine, refiner_example
+from speechkit.rehear import SILENCE, refine, refiner_example, round_history
 from speechkit.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
 from speechkit.training import TrainConfig, freeze_except
 
@@ -117,3 +117,20 @@ def test_rescoring_and_the_reward_function(reward_model):
     assert values[1] > values[0]
     with pytest.raises(ValueError, match="unknown LLM score"):
         reward_model.reward("vibes")
+
+
+def test_round_history_follows_previous_rounds_through_their_parameters(tmp_path):
+    def stage(name, round, previous, wer):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "params.json").write_text(json.dumps({"parameters": {"round": round, "previous_round": previous}}))
+        (folder / "metrics.json").write_text(json.dumps([{"name": f"round {round} ReHear WER", "value": wer}]))
+
+    stage("20_rehear", 1, "", 0.30)
+    stage("21_rehear_round2", 2, "20_rehear", 0.28)
+    history = round_history(tmp_path / "22_rehear_round3", 3, "21_rehear_round2", {"round 3 ReHear WER": 0.27})
+    assert history == {1: {"round 1 ReHear WER": 0.30}, 2: {"round 2 ReHear WER": 0.28},
+                       3: {"round 3 ReHear WER": 0.27}}
+    assert round_history(tmp_path / "20_rehear", 1, "", {"x": 1.0}) == {1: {"x": 1.0}}
+    with pytest.raises(FileNotFoundError, match="run it first"):
+        round_history(tmp_path / "x", 3, "missing_round", {})
