@@ -14,7 +14,7 @@ import numpy as np
 from speechkit.audio import load_utterance, wav_bytes
 from speechkit.manifest import Utterance, read_manifest
 from speechkit.results import Metric, format_value
-from speechkit.scoring import aligned_units
+from speechkit.scoring import aligned_units, entity_error_rate
 from speechkit.text import normaliser_for
 from speechkit.training import TrainLog, read_log
 
@@ -98,6 +98,25 @@ def plot_training(log) -> plt.Figure:
     rates.set(xlabel="step", ylabel="learning rate", title="schedule")
     figure.tight_layout()
     return figure
+
+
+def highlight_entities(utterance: Utterance) -> str:
+    """The transcript as HTML with each entity span marked (its type as the tooltip)."""
+    text, pieces, at = utterance.text or "", [], 0
+    for span in sorted(utterance.entities, key=lambda span: span.start):
+        pieces += [html.escape(text[at:span.start]),
+                   f'<mark title="{html.escape(span.label)}">{html.escape(text[span.start:span.end])}</mark>']
+        at = span.end
+    return "".join(pieces) + html.escape(text[at:])
+
+
+def entity_errors(utterance: Utterance, hypothesis: str) -> str:
+    """"entity words: k of n wrong" for one hypothesis of a transcript with entities ("" without them)."""
+    if not utterance.entities or not utterance.text:
+        return ""
+    counts = entity_error_rate([utterance.text], [utterance.entities], [hypothesis],
+                               normaliser_for(utterance.language), resamples=1).counts  # one utterance: no interval
+    return f"entity words: {counts.errors} of {counts.reference_length} wrong"
 
 
 def highlight_errors(reference: str, hypothesis: str, language: str) -> str:

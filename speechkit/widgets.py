@@ -18,7 +18,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from speechkit.audio import load_utterance, wav_bytes
-from speechkit.display import highlight_errors
+from speechkit.display import entity_errors, highlight_entities, highlight_errors
 from speechkit.manifest import Utterance
 from speechkit.routing import ACTIONS, Decision, word_errors
 
@@ -79,11 +79,17 @@ class AudioBrowser(_Browser):
             self.player.children, self.details.value = (), "<i>no utterance matches</i>"
             return
         self.player.children = (_audio(chosen, self.data_dir),)
-        rows = [("reference", html.escape(chosen.text or "(unlabeled)"))]
+        # entity spans marked in the reference; each hypothesis says how many entity words it got wrong
+        rows = [("reference", highlight_entities(chosen) if chosen.text else "(unlabeled)")]
         for system, by_id in self.hypotheses.items():
             if chosen.id in by_id:
-                rows.append((system, highlight_errors(chosen.text, by_id[chosen.id], chosen.language)
-                             if chosen.text else html.escape(by_id[chosen.id])))
+                hypothesis = by_id[chosen.id]
+                shown = html.escape(hypothesis)
+                if chosen.text:
+                    errors = entity_errors(chosen, hypothesis)
+                    shown = highlight_errors(chosen.text, hypothesis, chosen.language) + (
+                        f" <small>({errors})</small>" if errors else "")
+                rows.append((system, shown))
         self.details.value = _rows_table(rows, f"{chosen.id} · {chosen.domain} · {chosen.language}")
 
 

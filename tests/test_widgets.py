@@ -89,6 +89,20 @@ def test_audio_browser_filters_and_shows_hypotheses(utterances):
     assert browser.choice.options == () and "no utterance matches" in browser.details.value
 
 
+def test_audio_browser_marks_entities_and_counts_their_errors(utterances):
+    root, chosen = utterances
+    medical = next(u for u in chosen if u.entities)
+    entity = medical.text[medical.entities[0].start:medical.entities[0].end]
+    without = medical.text.replace(entity, "something")
+    browser = AudioBrowser([medical], root, {"right": {medical.id: medical.text}, "wrong": {medical.id: without}})
+    browser.choice.value = medical.id
+    shown = browser.details.value
+    assert f">{entity}</mark>" in shown and shown.count("<mark") == len(medical.entities)
+    words = sum(len(medical.text[e.start:e.end].split()) for e in medical.entities)
+    assert f"entity words: 0 of {words} wrong" in shown
+    assert f"entity words: {len(entity.split())} of {words} wrong" in shown
+
+
 def test_error_highlighting_marks_each_kind_of_error():
     shown = highlight_errors("the cat sat on the mat", "the bat sat on mat", "en")
     assert 'title="reference: cat">bat</span>' in shown  # substitution
