@@ -15,7 +15,7 @@ from speechkit.features import length_batches
 from speechkit.fileio import write_jsonl
 from speechkit.manifest import Utterance, read_manifest
 from speechkit.results import Metric
-from speechkit.scoring import ErrorRate, entity_error_rate, error_rate, rtfx
+from speechkit.scoring import ErrorRate, entity_error_rate, error_rate, paired_difference, rtfx
 from speechkit.text import normaliser_for
 
 # A transcriber takes a batch of utterances with their audio and returns one transcript per utterance.
@@ -88,6 +88,30 @@ def result_metrics(results: Sequence[SystemResult], prefix: str = "", claim: str
         if r.entity_wer is not None:
             metrics.append(Metric(f"{prefix}entity WER {r.manifest} [{r.language}]", r.entity_wer.rate,
                                   r.entity_wer.interval.low, r.entity_wer.interval.high, unit="rate"))
+    return metrics
+
+
+def difference_metrics(baseline: Sequence[SystemResult], system: Sequence[SystemResult], name: str,
+                       prefix: str = "", relative: bool = False, claim: str | None = None) -> list[Metric]:
+    """Paired differences, system minus baseline, of WER and (where scored) entity WER on every (manifest, language)
+    both were scored on: rows `{prefix}{kind} {name} {manifest} [{language}]`, and with `relative` also
+    `{prefix}{kind} relative change, {name} ...` (difference and interval over the baseline's rate; `claim` is
+    attached to these rows)."""
+    by_key = {(r.manifest, r.language): r for r in baseline}
+    metrics = []
+    for b in system:
+        a = by_key.get((b.manifest, b.language))
+        if a is None:
+            continue
+        for kind, x, y in [("WER", a.wer, b.wer), ("entity WER", a.entity_wer, b.entity_wer)]:
+            if x is None or y is None:
+                continue
+            d, where = paired_difference(x, y), f"{b.manifest} [{b.language}]"
+            metrics.append(Metric(f"{prefix}{kind} {name} {where}", d.difference, d.interval.low, d.interval.high,
+                                  unit="rate"))
+            if relative and x.rate:
+                metrics.append(Metric(f"{prefix}{kind} relative change, {name} {where}", d.relative,
+                                      d.interval.low / x.rate, d.interval.high / x.rate, unit="rate", claim=claim))
     return metrics
 
 

@@ -1,0 +1,30 @@
+"""Evaluation helpers: paired difference rows between two systems' results."""
+
+import pytest
+
+from speechkit.evaluation import difference_metrics, score
+from speechkit.manifest import EntitySpan, Utterance
+
+
+def utterance(i, text, entity=None):
+    spans = (EntitySpan(text.index(entity), text.index(entity) + len(entity), "drug"),) if entity else ()
+    return Utterance(f"u{i}", "a.wav", 1.0, "en", "s", "medical", "test", text, entities=spans)
+
+
+def test_difference_rows_are_system_minus_baseline_with_the_relative_change():
+    utterances = [utterance(i, f"take nifedipine {i} times a day", "nifedipine") for i in range(30)]
+    baseline = score("medical_test", utterances, [u.text.replace("nifedipine", "nifty pine") for u in utterances])
+    system = score("medical_test", utterances, [u.text for u in utterances])
+    rows = {m.name: m for m in difference_metrics(baseline, system, "RL minus self-training", relative=True,
+                                                  claim="paper: -21%")}
+    entity = rows["entity WER RL minus self-training medical_test [en]"]
+    assert entity.value == pytest.approx(-1.0) and entity.ci_high < 0  # every entity word fixed
+    relative = rows["entity WER relative change, RL minus self-training medical_test [en]"]
+    assert relative.value == pytest.approx(-1.0) and relative.claim == "paper: -21%"
+    assert rows["WER RL minus self-training medical_test [en]"].value == pytest.approx(-2 / 6)
+    assert len(rows) == 4
+    # a prefix names the round; results without entities give WER rows only; unmatched manifests give none
+    plain = score("source_test", [utterance(0, "a b c")], ["a b"])
+    assert [m.name for m in difference_metrics(plain, plain, "x minus y", "round 2 ")] == [
+        "round 2 WER x minus y source_test [en]"]
+    assert difference_metrics(baseline, plain, "x minus y") == []
