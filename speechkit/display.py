@@ -192,3 +192,22 @@ def plot_claims(results) -> plt.Figure:
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     return figure
+
+
+def plot_rates(rates: dict, title: str, paper: dict[str, float] | None = None) -> plt.Figure:
+    """Bars of error rates (`scoring.ErrorRate` by label) with their 95% intervals, and the paper's figure for a label
+    as a diamond beside its bar where the paper gives one (its own system and data: a reference point, not a target)."""
+    figure, axes = plt.subplots(figsize=(max(4.5, 1.3 * len(rates)), 3.5))
+    labels = list(rates)
+    values = [100 * rates[k].rate for k in labels]
+    errors = [[100 * (rates[k].rate - rates[k].interval.low) for k in labels],
+              [100 * (rates[k].interval.high - rates[k].rate) for k in labels]]
+    axes.bar(range(len(labels)), values, yerr=errors, capsize=4, color="#69c", label="measured")
+    marked = [(i, 100 * paper[k]) for i, k in enumerate(labels) if paper and k in paper]
+    if marked:
+        axes.plot(*zip(*marked), "D", color="k", fillstyle="none", markersize=8, label="paper")
+    axes.set_xticks(range(len(labels)), labels)
+    axes.set(ylabel="WER (%)", title=title)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

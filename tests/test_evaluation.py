@@ -28,3 +28,16 @@ def test_difference_rows_are_system_minus_baseline_with_the_relative_change():
     assert [m.name for m in difference_metrics(plain, plain, "x minus y", "round 2 ")] == [
         "round 2 WER x minus y source_test [en]"]
     assert difference_metrics(baseline, plain, "x minus y") == []
+
+
+def test_plot_rates_puts_the_papers_figure_beside_the_measured_bar():
+    from speechkit.display import plot_rates
+
+    utterances = [utterance(i, f"take nifedipine {i} times a day") for i in range(10)]
+    rates = {"context: none": score("t", utterances, [u.text.replace("take", "bake") for u in utterances])[0].wer,
+             "context: oracle": score("t", utterances, [u.text for u in utterances])[0].wer}
+    axes = plot_rates(rates, "WER", paper={"context: none": 0.1548}).axes[0]
+    assert [bar.get_height() for bar in axes.patches] == pytest.approx([100 / 6, 0.0])
+    diamonds = [line for line in axes.lines if line.get_marker() == "D"]
+    assert len(diamonds) == 1 and list(diamonds[0].get_xdata()) == [0]
+    assert diamonds[0].get_ydata()[0] == pytest.approx(15.48)
