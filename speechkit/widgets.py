@@ -128,7 +128,7 @@ class RoutingBrowser(_Browser):
                 and (domain == ALL or domain == d.domain)]
 
     def refresh(self) -> None:
-        shown = self.filtered()
+        shown = review_order(self.filtered())
         right = sum(d.right for d in shown)
         self.summary.value = (f"<b>{len(shown)}</b> of {len(self.decisions)} utterances match; routing right on "
                               f"{right} of them" + (f" (table shows the first {TABLE_ROWS})"
@@ -152,6 +152,11 @@ def _wer(decision: Decision, text: str) -> str:
     return f"{100 * errors / max(length, 1):.0f}%"
 
 
+def review_order(decisions: Sequence[Decision]) -> list[Decision]:
+    """Wrong decisions first, the most confident first within each group: the cases worth looking at lead."""
+    return sorted(decisions, key=lambda d: (d.right, -d.action_probability))
+
+
 def routing_table(decisions: Sequence[Decision]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("id", "domain", "label", "emitted (p)", "routing", "output WER",
                                             "internal WER", "external WER"))
@@ -160,7 +165,9 @@ def routing_table(decisions: Sequence[Decision]) -> str:
         cells = (html.escape(d.id), html.escape(d.domain), f"&lt;{d.label}&gt;",
                  f"&lt;{d.action}&gt; ({d.action_probability:.2f})", "right" if d.right else "<b>wrong</b>",
                  _wer(d, d.output), _wer(d, d.internal), _wer(d, d.external[0].text))
-        rows.append('<tr class="routing-row">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        colour = "#e6f4ea" if d.right else "#fce8e6"  # green: routing right, red: wrong
+        rows.append(f'<tr class="routing-row {"right" if d.right else "wrong"}" style="background:{colour}">'
+                    + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f'<table class="routing-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 

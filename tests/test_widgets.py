@@ -29,7 +29,7 @@ def decisions_for(utterances):
 
 
 def rows(browser):
-    return browser.table.value.count('class="routing-row"')
+    return browser.table.value.count('class="routing-row ')
 
 
 def test_filters_change_the_rows(utterances):
@@ -45,7 +45,20 @@ def test_filters_change_the_rows(utterances):
     browser.token.value, browser.correct.value = "all", "all"
     browser.domain.value = "medical"
     assert {d.domain for d in browser.filtered()} == {"medical"} and rows(browser) == len(browser.filtered())
-    assert [value for _, value in browser.choice.options] == [d.id for d in browser.filtered()]
+    assert sorted(value for _, value in browser.choice.options) == sorted(d.id for d in browser.filtered())
+
+
+def test_wrong_decisions_lead_the_table_most_confident_first_and_are_coloured(utterances):
+    root, chosen = utterances
+    decisions = decisions_for(chosen)
+    browser = RoutingBrowser(decisions, chosen, root)
+    wrong = sorted((d for d in decisions if not d.right), key=lambda d: -d.action_probability)
+    right = sorted((d for d in decisions if d.right), key=lambda d: -d.action_probability)
+    assert [value for _, value in browser.choice.options] == [d.id for d in wrong + right]
+    assert browser.choice.value == wrong[0].id and "wrong" in browser.details.value  # the demo opens on a mistake
+    table = browser.table.value
+    assert table.index(wrong[0].id) < table.index(right[0].id) or right[0].id not in table
+    assert table.count('class="routing-row wrong" style="background:#fce8e6"') == min(len(wrong), TABLE_ROWS)
 
 
 def test_the_chosen_utterance_shows_everything(utterances):
