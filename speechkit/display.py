@@ -180,8 +180,8 @@ def plot_claims(results) -> plt.Figure:
                           color=colour, capsize=3)
         if v.claim.paper_difference is not None:
             axes.plot(100 * v.claim.paper_difference, y, "D", color="k", fillstyle="none", markersize=7)
-    labels = [textwrap.shorten(v.claim.statement, 70, placeholder=" ...") + (" (rel.)" if v.claim.unit == "relative" else "")
-              for v in reversed(results)]
+    labels = [textwrap.shorten(v.claim.statement, 70, placeholder=" ...")
+              + (" (rel.)" if v.claim.unit == "relative" else "") for v in reversed(results)]
     axes.set_yticks(range(len(results)), labels, fontsize=8)
     axes.axvline(0, color="k", linewidth=0.8)
     axes.plot([], [], "D", color="k", fillstyle="none", label="paper")

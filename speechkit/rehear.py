@@ -97,7 +97,8 @@ def refine(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], hypo
 SYSTEMS = ("supervised", "pseudo-labels", "text-only refiner", "ReHear", "oracle")
 
 
-def round_history(stage_dir: Path, round: int, previous_round: str, current: dict[str, float]) -> dict[int, dict[str, float]]:
+def round_history(stage_dir: Path, round: int, previous_round: str,
+                  current: dict[str, float]) -> dict[int, dict[str, float]]:
     """Round -> {metric name: value} for this round (`current`, not yet saved) and every round before it, followed
     back through each stage's `previous_round` parameter (its params.json) beside `stage_dir`."""
     history = {round: current}

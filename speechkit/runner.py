@@ -8,10 +8,10 @@ notebook starts, every parameter file is checked against its notebook's `paramet
 warns about unknown names). Each stage writes its executed notebook and outputs to `<out>/<profile>/<stage>/`; a
 stage whose `stage.json` records the same key (notebook code, parameters, the library's code, and the keys of the
 stages it reads: the data stage and any stage a parameter names) is skipped. While a stage runs, a line every few
-minutes gives its elapsed time and, from its last recorded wall time, what is left. `--from` needs every stage the chosen ones read recorded
-with its current key, and a checkpoint another profile writes
-must exist; a stage starts only when the manifests it names validate, audio included. The run ends with
-`<out>/<profile>/summary.json` and `summary.md`.
+minutes gives its elapsed time and, from its last recorded wall time, what is left. `--from` needs every stage the
+chosen ones read recorded with its current key, and a checkpoint another profile writes must exist; a stage starts
+only when the manifests it names validate, audio included. The run ends with `<out>/<profile>/summary.json`,
+`summary.md` and `claims.png`.
 """
 
 from __future__ import annotations

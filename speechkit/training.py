@@ -83,7 +83,8 @@ def read_log(path: str | Path) -> TrainLog:
         rows = list(csv.DictReader(handle))
     fixed = ("step", "loss", "learning_rate", "seconds")
     return TrainLog(step=[int(r["step"]) for r in rows], loss=[float(r["loss"]) for r in rows],
-                    learning_rate=[float(r["learning_rate"]) for r in rows], seconds=[float(r["seconds"]) for r in rows],
+                    learning_rate=[float(r["learning_rate"]) for r in rows],
+                    seconds=[float(r["seconds"]) for r in rows],
                     parts=[{k: float(v) for k, v in r.items() if k not in fixed} for r in rows])
 
 

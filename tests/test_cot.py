@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from speechkit.cot import (REWARDS, THINK_SIMILARITY, ErrorDetail, PromptLossSchedule, RLVRConfig, accuracy_reward,
-                           correction_reward, cot_think, diagnose, error_detail_reward, error_details, error_type_reward,
-                           format_reward, parse_cot, think_text, train_cot, train_rlvr)
+from speechkit.cot import (REWARDS, THINK_SIMILARITY, ErrorDetail, PromptLossSchedule, RLVRConfig,
+                           accuracy_reward, correction_reward, cot_think, diagnose, error_detail_reward, error_details,
+                           error_type_reward, format_reward, parse_cot, think_text, train_cot, train_rlvr)
 from speechkit.grpo import GRPOConfig
 from speechkit.manifest import Utterance, read_manifest
 from speechkit.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
