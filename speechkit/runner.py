@@ -339,9 +339,9 @@ def recorded_key(stage_dir: Path) -> str | None:
 def recorded_seconds(stage_dir: Path) -> float | None:
     """The wall time of the stage's last finished run (params.json, committed with the results; else stage.json)."""
     for name in ("params.json", STAGE_FILE):
-        path = stage_dir / name
-        if path.is_file() and json.loads(path.read_text()).get("seconds") is not None:
-            return float(json.loads(path.read_text())["seconds"])
+        seconds = json.loads((stage_dir / name).read_text()).get("seconds") if (stage_dir / name).is_file() else None
+        if seconds is not None:
+            return float(seconds)
     return None
 
 
@@ -478,8 +478,8 @@ def run_header(out_dir: Path, stage_names: list[str]) -> list[str]:
         if not params.is_file():
             continue
         run = json.loads(params.read_text())
-        timing = {**(json.loads(marker.read_text()) if marker.is_file() else {}), **run}
-        seconds = recorded_seconds(out_dir / name)
+        timing = {**(json.loads(marker.read_text()) if marker.is_file() else {}), **run}  # params.json first
+        seconds = timing.get("seconds")
         lines.append(f"| {name} | {run.get('git_commit', '')[:10]} | {'yes' if run.get('git_dirty') else 'no'} | "
                      f"{timing.get('finished', '-')} | {run.get('device', '')} | {run.get('threads', '-')} | "
                      f"{'-' if seconds is None else f'{seconds / 60:.1f} min'} |")

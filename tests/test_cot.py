@@ -100,14 +100,19 @@ def test_diagnosis_counts_right_then_wrong_outputs():
     assert (d.outputs, d.malformed, d.right_then_wrong, d.wrong_then_right) == (1, 0, 1, 0)
 
 
-def test_train_cot_follows_the_schedule(tiny_checkpoints, smoke_benchmark, tmp_path):
+def cot_model(tiny_checkpoints, smoke_benchmark, n):
+    """A tiny speech LLM at stage 4 (stage 3's adapters), the smoke benchmark's root and `n` training utterances."""
     whisper, llm = tiny_checkpoints
     root, _ = smoke_benchmark
-    utterances = read_manifest(root / "source_train.jsonl")[:4]
     torch.manual_seed(0)
     model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
     model.start_stage(STAGES[3])
     model.start_stage(STAGES[4])
+    return model, root, read_manifest(root / "source_train.jsonl")[:n]
+
+
+def test_train_cot_follows_the_schedule(tiny_checkpoints, smoke_benchmark, tmp_path):
+    model, root, utterances = cot_model(tiny_checkpoints, smoke_benchmark, 4)
     log = train_cot(model, STAGES[4], utterances, [u.text.split(" ", 1)[-1] for u in utterances], root,
                     TrainConfig(max_steps=4, warmup_steps=0, log_every=1), tmp_path / "cot",
                     schedule=PromptLossSchedule(1.0, 0.1, decay_steps=2), max_batch=2, progress=False)
@@ -132,13 +137,7 @@ def test_rlvr_config_names_its_rewards_and_logs_the_think_similarity():
 
 
 def test_train_rlvr_logs_every_reward(tiny_checkpoints, smoke_benchmark, tmp_path):
-    whisper, llm = tiny_checkpoints
-    root, _ = smoke_benchmark
-    utterances = read_manifest(root / "source_train.jsonl")[:3]
-    torch.manual_seed(0)
-    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
-    model.start_stage(STAGES[3])
-    model.start_stage(STAGES[4])
+    model, root, utterances = cot_model(tiny_checkpoints, smoke_benchmark, 3)
     first_pass = {u.id: u.text for u in utterances}
     log = train_rlvr(model, STAGES[4], utterances, first_pass, root, RLVRConfig(prompts_per_step=2),
                      GRPOConfig(num_generations=2, max_completion_length=8), TrainConfig(max_steps=3, warmup_steps=0,
