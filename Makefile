@@ -25,7 +25,7 @@ test: setup browser-deps
 
 # Speed ratios of the speech LLM (after make reproduce): length batching vs 30 s padding, batched vs single decoding.
 speed: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.speed --model results/$(PROFILE)/12_stage3_lora/checkpoint \
+	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.pipeline.speed --model results/$(PROFILE)/12_stage3_lora/checkpoint \
 	  --data data_manifests/$(PROFILE) --out results/$(PROFILE)/speed.json
 
 setup: system-deps $(VENV)/.installed $(CORPORA)/$(BROWN)

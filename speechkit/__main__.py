@@ -1,5 +1,5 @@
 import sys
 
-from speechkit.runner import main
+from speechkit.pipeline.runner import main
 
 sys.exit(main())

@@ -6,7 +6,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
-from speechkit.benchmark import BenchmarkConfig, generate  # noqa: E402
+from speechkit.data.benchmark import BenchmarkConfig, generate  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +25,9 @@ def tiny_checkpoints(tmp_path_factory, smoke_benchmark):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from speechkit import asr, lm
-    from speechkit.manifest import read_manifest
-    from speechkit.vocab import build_bpe_tokenizer, build_char_tokenizer
+    from speechkit.core.vocab import build_bpe_tokenizer, build_char_tokenizer
+    from speechkit.data.manifest import read_manifest
+    from speechkit.models import asr, lm
 
     root, _ = smoke_benchmark
     texts = [u.text for name in ("source_train", "multilingual_train") for u in read_manifest(root / f"{name}.jsonl")]
@@ -51,7 +51,7 @@ def save_checkpoint(model, tokenizer, folder) -> None:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The whole smoke profile through the runner, once per session: (results dir, data dir, summary path)."""
-    from speechkit.runner import run
+    from speechkit.pipeline.runner import run
 
     root = tmp_path_factory.mktemp("smoke_run")
     out, data = root / "results", root / "data"

@@ -3,13 +3,13 @@ import json
 import pytest
 import torch
 
-from speechkit import asr
-from speechkit.adaptation import Labeled, finetune, pool_label_error, read_pool
-from speechkit.llm_reward import LLMRewardModel, context_text
-from speechkit.manifest import Context, Hypothesis, read_manifest
-from speechkit.rehear import SILENCE, refine, refiner_example, round_history
-from speechkit.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
-from speechkit.training import TrainConfig, freeze_except
+from speechkit.data.manifest import Context, Hypothesis, read_manifest
+from speechkit.engine.adaptation import Labeled, finetune, pool_label_error, read_pool
+from speechkit.engine.training import TrainConfig, freeze_except
+from speechkit.llm_reward.reward import LLMRewardModel, context_text
+from speechkit.models import asr
+from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
+from speechkit.rehear.refinement import SILENCE, refine, refiner_example, round_history
 
 CONTEXT = Context("Clinical dictation: prescriptions, dosages, diagnoses, referrals.",
                   ("pneumonemia", "mebendazole", "nebivolol", "insulinoma"))

@@ -4,15 +4,15 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, WhisperForConditionalGeneration
 
-from speechkit import asr, lm
-from speechkit.asr import load_asr
-from speechkit.lm import load_lm
-from speechkit.audio import load_utterance
-from speechkit.features import length_batches, log_mel
-from speechkit.manifest import read_manifest
-from speechkit.speech_llm import SpeechLLM, SpeechLLMConfig
-from speechkit.training import TrainConfig, train
-from speechkit.vocab import LANGUAGE_TOKENS, SPEECH_TOKENS
+from speechkit.core.vocab import LANGUAGE_TOKENS, SPEECH_TOKENS
+from speechkit.data.audio import load_utterance
+from speechkit.data.features import length_batches, log_mel
+from speechkit.data.manifest import read_manifest
+from speechkit.engine.training import TrainConfig, train
+from speechkit.models import asr, lm
+from speechkit.models.asr import load_asr
+from speechkit.models.lm import load_lm
+from speechkit.models.speech_llm import SpeechLLM, SpeechLLMConfig
 
 
 @pytest.fixture(scope="module")

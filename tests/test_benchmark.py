@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechkit.benchmark import BenchmarkConfig, content_hash, generate
-from speechkit.manifest import read_conversations, read_manifest
-from speechkit.results import from_params
-from speechkit.scoring import diarization_error_rate, speaker_attributed_wer
-from speechkit.synth import Augmentation, add_noise, augment, make_noise
-from speechkit.text import words
-from speechkit.textgen import build_domains, entity_lexicon
+from speechkit.core.results import from_params
+from speechkit.core.text import words
+from speechkit.data.benchmark import BenchmarkConfig, content_hash, generate
+from speechkit.data.manifest import read_conversations, read_manifest
+from speechkit.data.synth import Augmentation, add_noise, augment, make_noise
+from speechkit.data.textgen import build_domains, entity_lexicon
+from speechkit.metrics.scoring import diarization_error_rate, speaker_attributed_wer
 
 SPLITS = ["source_train", "source_dev", "source_test", "medical_pool", "medical_dev", "medical_test", "finance_pool",
           "finance_dev", "finance_test", "multilingual_train", "multilingual_dev", "multilingual_test",
@@ -136,7 +136,7 @@ def test_same_seed_same_benchmark_and_splits_independent_of_other_sizes(tmp_path
     for name in ("source_test.jsonl", "medical_test.jsonl", "audio/source_test/source_test-00001.wav"):
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "bigger" / name).read_bytes()
     # a fresh interpreter with another string-hash seed must produce the same bytes
-    script = ("import sys; from speechkit.benchmark import BenchmarkConfig, generate; "
+    script = ("import sys; from speechkit.data.benchmark import BenchmarkConfig, generate; "
               f"print(generate(BenchmarkConfig(**{tiny!r}), sys.argv[1], progress=False)['sha256'])")
     other = subprocess.run([sys.executable, "-c", script, str(tmp_path / "other")], capture_output=True, text=True,
                            env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True)
@@ -160,8 +160,8 @@ def test_splits_share_no_sentence_and_sources_are_recorded(smoke_benchmark):
 
 
 def test_source_sentences_are_real_text_in_disjoint_partitions():
-    from speechkit.corpora import brown_sentences
-    from speechkit.textgen import PARTITION_SHARES, partition_sentences
+    from speechkit.data.corpora import brown_sentences
+    from speechkit.data.textgen import PARTITION_SHARES, partition_sentences
 
     sentences = brown_sentences()
     assert len(sentences) > 25_000 and len(set(sentences)) == len(sentences)
@@ -176,7 +176,7 @@ def test_source_sentences_are_real_text_in_disjoint_partitions():
 
 
 def test_target_entities_are_real_terms():
-    from speechkit.corpora import medical_terms
+    from speechkit.data.corpora import medical_terms
 
     domains = build_domains(0)
     drugs = set(domains["medical"].slots["DRUG"])

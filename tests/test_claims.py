@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from speechkit.claims import (CLAIMS, INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, Claim, Comparison,
-                              judge, verdict_table)
+from speechkit.pipeline.claims import (CLAIMS, INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, Claim,
+                                       Comparison, judge, verdict_table)
 
 
 def row(value, low, high, stage="12_stage3_lora", name="test stage 3 minus Whisper source_test [en]"):
@@ -52,7 +52,7 @@ def test_a_claim_needs_one_measure_and_known_words():
 
 
 def test_the_claims_figure_shows_each_measured_difference_beside_the_papers(tmp_path):
-    from speechkit.display import VERDICT_COLOURS, plot_claims
+    from speechkit.ui.display import VERDICT_COLOURS, plot_claims
 
     judged = [judge(claim, [row(0.05, 0.02, 0.08)], tmp_path) for claim in CLAIMS]
     figure = plot_claims(judged)

@@ -1,13 +1,14 @@
 import pytest
 import torch
 
-from speechkit.cot import (REWARDS, THINK_SIMILARITY, ErrorDetail, PromptLossSchedule, RLVRConfig,
-                           accuracy_reward, correction_reward, cot_think, diagnose, error_detail_reward, error_details,
-                           error_type_reward, format_reward, parse_cot, think_text, train_cot, train_rlvr)
-from speechkit.grpo import GRPOConfig
-from speechkit.manifest import Utterance, read_manifest
-from speechkit.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
-from speechkit.training import TrainConfig
+from speechkit.data.manifest import Utterance, read_manifest
+from speechkit.engine.grpo import GRPOConfig
+from speechkit.engine.training import TrainConfig
+from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
+from speechkit.slam_asr.cot import (REWARDS, THINK_SIMILARITY, ErrorDetail, PromptLossSchedule, RLVRConfig,
+                                    accuracy_reward, correction_reward, cot_think, diagnose, error_detail_reward,
+                                    error_details, error_type_reward, format_reward, parse_cot, think_text, train_cot,
+                                    train_rlvr)
 
 GOLD = "the patient takes nifedipine at night"
 

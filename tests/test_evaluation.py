@@ -2,8 +2,8 @@
 
 import pytest
 
-from speechkit.evaluation import difference_metrics, score
-from speechkit.manifest import EntitySpan, Utterance
+from speechkit.data.manifest import EntitySpan, Utterance
+from speechkit.engine.evaluation import difference_metrics, score
 
 
 def utterance(i, text, entity=None):
@@ -31,7 +31,7 @@ def test_difference_rows_are_system_minus_baseline_with_the_relative_change():
 
 
 def test_plot_rates_puts_the_papers_figure_beside_the_measured_bar():
-    from speechkit.display import plot_rates
+    from speechkit.ui.display import plot_rates
 
     utterances = [utterance(i, f"take nifedipine {i} times a day") for i in range(10)]
     rates = {"context: none": score("t", utterances, [u.text.replace("take", "bake") for u in utterances])[0].wer,

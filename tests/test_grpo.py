@@ -3,10 +3,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from speechkit.grpo import GRPOConfig, GRPOStep, Rollout, completion_mask, group_advantages, policy_loss, swapped
-from speechkit.policies import AudioPrompt, SpeechLLMPolicy, WhisperPolicy, causal_lm_log_probs
-from speechkit.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig
-from speechkit.training import TrainConfig, train
+from speechkit.engine.grpo import GRPOConfig, GRPOStep, Rollout, completion_mask, group_advantages, policy_loss, swapped
+from speechkit.engine.policies import AudioPrompt, SpeechLLMPolicy, WhisperPolicy, causal_lm_log_probs
+from speechkit.engine.training import TrainConfig, train
+from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig
 
 
 class TextPolicy:
@@ -160,7 +160,7 @@ def test_unknown_reward_weight_is_refused(text_model):
 
 def test_speech_and_whisper_policies_score_their_own_samples(tiny_checkpoints):
     """Sampled completions get finite log-probabilities where the mask is 1, and gradients reach the weights."""
-    from speechkit.asr import load_asr
+    from speechkit.models.asr import load_asr
 
     whisper_path, llm_path = tiny_checkpoints
     config = GRPOConfig(num_generations=3, max_completion_length=5)

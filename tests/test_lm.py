@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechkit import lm
-from speechkit.vocab import build_bpe_tokenizer
+from speechkit.core.vocab import build_bpe_tokenizer
+from speechkit.models import lm
 
 WORDS = "apple river stone cloud green seven orange window paper silver garden doctor market yellow".split()
 

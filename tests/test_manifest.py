@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechkit.audio import AudioError, load_audio, load_utterance
-from speechkit.manifest import (Context, EntitySpan, Hypothesis, ManifestError, NBest, Utterance, read_conversations,
-                                read_manifest, read_nbest, write_manifest)
+from speechkit.data.audio import AudioError, load_audio, load_utterance
+from speechkit.data.manifest import (Context, EntitySpan, Hypothesis, ManifestError, NBest, Utterance,
+                                     read_conversations, read_manifest, read_nbest, write_manifest)
 
 
 def tone(seconds=1.0, rate=16_000, channels=1):

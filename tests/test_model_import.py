@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from speechkit import model_import
-from speechkit.asr import decoder_prompt, load_asr, transcribe
-from speechkit.features import window_log_mel
-from speechkit.synth import Speaker, synthesize
+from speechkit.data.features import window_log_mel
+from speechkit.data.synth import Speaker, synthesize
+from speechkit.models import model_import
+from speechkit.models.asr import decoder_prompt, load_asr, transcribe
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def test_smollm2_matches_its_gguf_weights_and_reads_its_context():
     from gguf.quants import dequantize
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from speechkit.lm import repeat_loss
+    from speechkit.models.lm import repeat_loss
 
     folder = model_import.ensure_imported("smollm2-135m-instruct")
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()

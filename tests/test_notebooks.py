@@ -8,10 +8,10 @@ import pytest
 import yaml
 from papermill.translators import PythonTranslator
 
-from speechkit.manifest import read_manifest, read_nbest
-from speechkit.routing import read_decisions
-from speechkit.runner import INJECTED, NOTEBOOK_KEY, declared_parameters, discover, validate
-from speechkit.speech_llm import SpeechLLM
+from speechkit.data.manifest import read_manifest, read_nbest
+from speechkit.models.speech_llm import SpeechLLM
+from speechkit.pipeline.runner import INJECTED, NOTEBOOK_KEY, declared_parameters, discover, validate
+from speechkit.speech_hands.routing import read_decisions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -6,15 +6,15 @@ import sys
 
 import pytest
 
-from speechkit import speech_llm
-from speechkit.stages import StageSetup, build
+from speechkit.engine.recipes import StageSetup, build
+from speechkit.models import speech_llm
 
 # One training process: builds the stage's model as the stage notebooks do, trains it with a checkpoint folder and
 # kills itself (SIGKILL: nothing runs after it) at the loss call `kill_at` (0: never).
 SCRIPT = """
 import os, signal, sys
-from speechkit.stages import StageSetup, build
-from speechkit.training import TrainConfig, seed_everything, train
+from speechkit.engine.recipes import StageSetup, build
+from speechkit.engine.training import TrainConfig, seed_everything, train
 
 encoder, llm, out, stage, kill_at = sys.argv[1:]
 seed_everything(0)

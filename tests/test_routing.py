@@ -4,15 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from speechkit import routing, stages
-from speechkit.audio import load_utterance
-from speechkit.decoding import Decoded
-from speechkit.external import PocketsphinxASR, make_recognizer, nbest_path, recognize_manifest, score_nbest
-from speechkit.manifest import Hypothesis, NBest, read_manifest, read_nbest
-from speechkit.routing import (ROUTING_STAGE, Decision, GERCorrector, RoutingItem, read_decisions, route,
-                               routing_items, routing_label, routing_report, save_decisions)
-from speechkit.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig
-from speechkit.training import TrainConfig
+from speechkit.data.audio import load_utterance
+from speechkit.data.manifest import Hypothesis, NBest, read_manifest, read_nbest
+from speechkit.engine import recipes
+from speechkit.engine.decoding import Decoded
+from speechkit.engine.training import TrainConfig
+from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig
+from speechkit.speech_hands import routing
+from speechkit.speech_hands.external import (PocketsphinxASR, make_recognizer, nbest_path, recognize_manifest,
+                                             score_nbest)
+from speechkit.speech_hands.routing import (ROUTING_STAGE, Decision, GERCorrector, RoutingItem, read_decisions, route,
+                                            routing_items, routing_label, routing_report, save_decisions)
 
 
 @pytest.mark.parametrize("internal, external, expected", [
@@ -90,7 +92,7 @@ def test_the_emitted_token_decides_the_output(monkeypatch, smoke_benchmark, raw,
         seen_prompts.extend(e.context for e in examples)
         return [[Decoded("model says", raw, "en", -0.1, first_token_probability=0.8)] for _ in examples]
 
-    monkeypatch.setattr(stages, "decode", fake_decode)
+    monkeypatch.setattr(recipes, "decode", fake_decode)
     decisions = route(None, ROUTING_STAGE, [item(u) for u in utterances], "source_test", root, progress=False)
     assert [d.id for d in decisions] == [u.id for u in utterances]
     assert all(d.action == action and d.output == output for d in decisions)

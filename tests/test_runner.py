@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from speechkit import runner
-from speechkit.runner import ParameterError, StageFailed, main, progress_line, run
+from speechkit.pipeline import runner
+from speechkit.pipeline.runner import ParameterError, StageFailed, main, progress_line, run
 
 PARAMETERS = 'profile = "smoke"\noutput_dir = ""\ndata_dir = ""\nvalue = 1.0\nfail = False\n'
 BODY = """
-from speechkit.results import Metric, save_metrics
+from speechkit.core.results import Metric, save_metrics
 if fail:
     raise RuntimeError("planned failure")
 save_metrics(output_dir, [Metric("value", value * 0.01, ci_low=0.0, ci_high=0.02, unit="rate", claim="about 1%")])
@@ -174,8 +174,8 @@ def test_an_executed_notebook_is_published_as_small_html(tmp_path):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    from speechkit.audio import wav_bytes
-    from speechkit.runner import export_html
+    from speechkit.data.audio import wav_bytes
+    from speechkit.pipeline.runner import export_html
 
     wav = base64.b64encode(wav_bytes(np.zeros(16_000, np.float32) + 0.01)).decode()
     cell = new_code_cell("x", outputs=[
@@ -189,7 +189,7 @@ def test_an_executed_notebook_is_published_as_small_html(tmp_path):
 
 
 def test_set_overrides_a_parameter_through_the_validator():
-    from speechkit.runner import ParameterError, apply_overrides, discover, validate
+    from speechkit.pipeline.runner import ParameterError, apply_overrides, discover, validate
 
     stages = apply_overrides(discover("smoke"), ["12_stage3_lora.max_steps=3", "10.learning_rate=2e-3"])
     by_name = {s.name: s for s in stages}

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from speechkit.manifest import EntitySpan
-from speechkit.scoring import (ErrorCounts, diarization_error_rate, entity_error_rate, error_rate, paired_difference,
-                               rtfx, speaker_attributed_wer)
+from speechkit.data.manifest import EntitySpan
+from speechkit.metrics.scoring import (ErrorCounts, diarization_error_rate, entity_error_rate, error_rate,
+                                       paired_difference, rtfx, speaker_attributed_wer)
 
 
 def test_wer_counts_by_hand():

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from speechkit.asr import encode
-from speechkit.audio import load_utterance
-from speechkit.decoding import DecodingConfig, cut_repetitions, decode, parse, strip_echo, to_nbest
-from speechkit.features import log_mel
-from speechkit.manifest import read_manifest, read_nbest, write_manifest
-from speechkit.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
-from speechkit.vocab import AUDIO_PLACEHOLDER
+from speechkit.core.vocab import AUDIO_PLACEHOLDER
+from speechkit.data.audio import load_utterance
+from speechkit.data.features import log_mel
+from speechkit.data.manifest import read_manifest, read_nbest, write_manifest
+from speechkit.engine.decoding import DecodingConfig, cut_repetitions, decode, parse, strip_echo, to_nbest
+from speechkit.models.asr import encode
+from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_output_parsing_and_guards():
 
 
 def test_checkpoint_references_name_stages_paths_or_hub_ids(tmp_path):
-    from speechkit.stages import resolve_checkpoint
+    from speechkit.engine.recipes import resolve_checkpoint
     out = tmp_path / "results" / "smoke" / "11_next"
     (tmp_path / "results" / "smoke" / "10_previous" / "checkpoint").mkdir(parents=True)
     assert resolve_checkpoint("10_previous", out) == str(tmp_path / "results/smoke/10_previous/checkpoint")

@@ -1,7 +1,7 @@
 import torch
 
-from speechkit.speech_llm import SpeechLLM, SpeechLLMConfig
-from speechkit.speed import measure
+from speechkit.models.speech_llm import SpeechLLM, SpeechLLMConfig
+from speechkit.pipeline.speed import measure
 
 
 def test_speed_report_measures_every_ratio(tiny_checkpoints, smoke_benchmark):

@@ -1,6 +1,6 @@
 import pytest
 
-from speechkit.text import normalise, normaliser_for, words
+from speechkit.core.text import normalise, normaliser_for, words
 
 
 def test_english_normaliser_maps_spelling_numbers_and_punctuation():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from speechkit.training import (LOG_FILE, STATE_FILE, TrainConfig, learning_rate, read_log, seed_everything, train,
-                                training_metrics)
+from speechkit.engine.training import (LOG_FILE, STATE_FILE, TrainConfig, learning_rate, read_log, seed_everything,
+                                       train, training_metrics)
 
 
 def toy():

@@ -2,10 +2,10 @@
 
 import pytest
 
-from speechkit.display import highlight_errors
-from speechkit.manifest import Hypothesis, read_manifest
-from speechkit.routing import Decision
-from speechkit.widgets import TABLE_ROWS, AudioBrowser, RoutingBrowser
+from speechkit.data.manifest import Hypothesis, read_manifest
+from speechkit.speech_hands.routing import Decision
+from speechkit.ui.display import highlight_errors
+from speechkit.ui.widgets import TABLE_ROWS, AudioBrowser, RoutingBrowser
 
 
 @pytest.fixture(scope="module")

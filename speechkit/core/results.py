@@ -1,0 +1,115 @@
+"""What a stage reports: metrics (with intervals and the paper's claim) and the provenance of the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TypeVar
+
+from speechkit.core.fileio import write_json
+from speechkit.models import model_import
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # speechkit/core/results.py -> the checkout
+METRICS_FILE = "metrics.json"
+
+
+def from_params(cls: type[T], params: dict) -> T:
+    """Build config dataclass `cls` from a notebook's parameters (names that are not its fields are ignored)."""
+    names = {spec.name for spec in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in params.items() if k in names})
+
+
+def repo_path(path: str | Path) -> Path:
+    """A path as given, or anchored at the repository root when relative (notebooks run from any folder)."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def local_or_hub(reference: str | Path) -> str:
+    """A packaged model (`pkg:<name>`, imported on first use), a checkpoint path relative to the repository (as
+    stages record them), an absolute path, or a hub id."""
+    reference = str(reference)
+    if reference.startswith(model_import.PREFIX):
+        return model_import.resolve(reference)
+    local = repo_path(reference)
+    return str(local) if local.exists() else reference
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported number. Rates are fractions (0.125 = 12.5%); `claim` is the paper's corresponding statement."""
+    name: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    unit: str = ""           # "rate" (shown as %), "s", "x", "count", ...
+    claim: str | None = None
+
+
+def save_metrics(output_dir: str | Path, metrics: list[Metric]) -> Path:
+    names = [m.name for m in metrics]
+    if len(names) != len(set(names)):
+        raise ValueError(f"metric names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    path = repo_path(output_dir) / METRICS_FILE
+    write_json(path, [dataclasses.asdict(m) for m in metrics])
+    return path
+
+
+def load_metrics(stage_dir: str | Path) -> list[Metric]:
+    path = Path(stage_dir) / METRICS_FILE
+    return [Metric(**row) for row in json.loads(path.read_text(encoding="utf-8"))] if path.is_file() else []
+
+
+def provenance() -> dict:
+    """Git commit, interpreter, library versions and device: written next to every stage's results."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    versions = {}
+    for package in ("torch", "transformers", "peft", "trl", "jiwer", "meeteval", "librosa", "numpy", "papermill"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
+            "python": sys.version.split()[0], "platform": platform.platform(), "device": _device(),
+            "threads": _threads(), "versions": versions}
+
+
+def _threads() -> int | None:
+    try:
+        import torch
+        return torch.get_num_threads()
+    except ImportError:
+        return None
+
+
+def _device() -> str:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return f"cpu: {platform.processor() or platform.machine()}"
+
+
+def format_value(metric: Metric) -> str:
+    if metric.unit == "count":
+        return f"{metric.value:,}"
+    scale, suffix = (100, "%") if metric.unit == "rate" else (1, f" {metric.unit}" if metric.unit else "")
+    text = f"{metric.value * scale:.2f}{suffix}" if isinstance(metric.value, float) else f"{metric.value}{suffix}"
+    if metric.ci_low is not None and metric.ci_high is not None:
+        text += f" [{metric.ci_low * scale:.2f}, {metric.ci_high * scale:.2f}]"
+    return text

@@ -1,0 +1,156 @@
+"""The speech-LLM recipe every paper shares: build, train and evaluate one training stage, and decode with it (the
+library side of the stage notebooks, the same code for every stage)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from speechkit.core.results import REPO_ROOT, repo_path
+from speechkit.data.audio import load_utterance
+from speechkit.data.features import length_batches
+from speechkit.data.manifest import NBest, Utterance, read_manifest, write_manifest
+from speechkit.engine.decoding import Decoded, DecodingConfig, decode, to_nbest
+from speechkit.engine.evaluation import SystemResult, Transcriber, evaluate
+from speechkit.engine.training import TrainConfig, TrainLog, seed_everything, train
+from speechkit.metrics.scoring import Difference, paired_difference
+from speechkit.models.asr import load_asr
+from speechkit.models.asr import transcriber as asr_transcriber
+from speechkit.models.speech_llm import CHAT_TEMPLATE, STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
+
+
+@dataclass(frozen=True)
+class StageSetup:
+    stage: int                                  # 1 projector, 2 special tokens, 3 LoRA + language prompts
+    init: str = ""                              # the previous stage's model; "" builds from encoder + llm
+    encoder: str = ""                           # Whisper checkpoint (folder or hub id), for stage 1
+    llm: str = ""                               # causal LM checkpoint, for stage 1
+    projector: str = "conv"
+    downsample: int = 5
+    projector_hidden: int = 1024
+    template: str = CHAT_TEMPLATE               # the LLM's chat template, or a format string as in SpeechLLMConfig
+    seed: int = 0                               # seeds the new weights (projector, LoRA): a rerun resumes exactly
+    train_manifests: str = "source_train,multilingual_train"
+    batch_seconds: float = 60.0                 # padded audio per batch
+    max_batch: int = 16
+    eval_manifests: str = "source_dev,multilingual_dev"
+    eval_limit: int = 0                         # utterances per evaluation manifest (0: all)
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {sorted(STAGES)}, got {self.stage}")
+        if not self.init and not (self.encoder and self.llm):
+            raise ValueError("stage needs `init` (a saved speech LLM) or both `encoder` and `llm` checkpoints")
+
+    @property
+    def spec(self) -> Stage:
+        return STAGES[self.stage]
+
+
+# The paper's development-set WER/CER after each stage (Table 1), the claim each stage's dev rows are read against.
+PAPER_DEV_WER = {1: "paper: 24.32% after stage 1", 2: "paper: 18.99% after stage 2", 3: "paper: 15.48% after stage 3"}
+CHECKPOINT = "checkpoint"  # the folder every training stage saves its model to
+
+
+def resolve_checkpoint(reference: str, output_dir: str | Path) -> str:
+    """A checkpoint reference: a stage name of the same run ("10_stage1_projector" -> its checkpoint folder beside
+    `output_dir`), a packaged model (`pkg:whisper-tiny.en`, kept as is), a path (relative to the repository), or a
+    hub id (kept as is, for the `full` profile)."""
+    if reference.startswith("pkg:"):
+        return reference
+    local = repo_path(output_dir).parent / reference / CHECKPOINT if "/" not in reference else repo_path(reference)
+    if not local.exists() and "/" in reference:
+        return reference
+    # inside the repository, keep the path relative to it: saved models then survive moving the checkout
+    return str(local.relative_to(REPO_ROOT)) if local.is_relative_to(REPO_ROOT) else str(local)
+
+
+def build(setup: StageSetup, output_dir: str | Path) -> SpeechLLM:
+    """The previous stage's model, or (stage 1) a new one over the encoder and LLM checkpoints."""
+    seed_everything(setup.seed)
+    if setup.init:
+        return SpeechLLM.load(resolve_checkpoint(setup.init, output_dir))
+    config = SpeechLLMConfig(encoder=resolve_checkpoint(setup.encoder, output_dir),
+                             llm=resolve_checkpoint(setup.llm, output_dir), projector=setup.projector,
+                             downsample=setup.downsample, projector_hidden=setup.projector_hidden,
+                             template=setup.template)
+    return SpeechLLM.from_pretrained_parts(config)
+
+
+def examples(utterances: Sequence[Utterance], audios: Sequence[np.ndarray], with_targets: bool) -> list[Example]:
+    return [Example(audio, u.language, u.text if with_targets else None) for u, audio in zip(utterances, audios,
+                                                                                             strict=True)]
+
+
+def train_stage(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, data_dir: str | Path,
+                checkpoint: str | Path, progress: bool = True) -> TrainLog:
+    """Freeze/unfreeze as the stage says, train on the labeled manifests, save the model to `checkpoint`."""
+    data_dir = Path(data_dir)
+    utterances = [u for name in setup.train_manifests.split(",") for u in read_manifest(data_dir / f"{name}.jsonl")]
+    durations = [u.duration for u in utterances]
+    stage = setup.spec
+
+    def batches(epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([train_config.seed, epoch])
+        return length_batches(durations, setup.batch_seconds, setup.max_batch, rng)
+
+    def loss(model, indices):
+        batch = [utterances[i] for i in indices]
+        return model.loss(examples(batch, [load_utterance(u, data_dir) for u in batch], True), stage)
+
+    log = train(model, batches, loss, train_config, checkpoint, progress)
+    model.save(checkpoint)
+    return log
+
+
+def speech_llm_transcriber(model: SpeechLLM, stage: Stage, decoding: DecodingConfig) -> Transcriber:
+    def transcribe(utterances, audios):
+        return [nbest[0].text for nbest in decode(model, examples(utterances, audios, False), stage, decoding)]
+    return transcribe
+
+
+def whisper_transcriber(checkpoint: str) -> Transcriber:
+    return asr_transcriber(*load_asr(checkpoint))
+
+
+def compare(baseline: Sequence[SystemResult], system: Sequence[SystemResult]) -> list[tuple[str, Difference]]:
+    """Paired bootstrap difference (system - baseline) for each (manifest, language) both were scored on."""
+    by_key = {(r.manifest, r.language): r for r in baseline}
+    return [(f"{r.manifest} [{r.language}]", paired_difference(by_key[r.manifest, r.language].wer, r.wer))
+            for r in system if (r.manifest, r.language) in by_key]
+
+
+def evaluate_speech_llm(model: SpeechLLM, setup: StageSetup, data_dir: str | Path, manifests: str,
+                        decoding: DecodingConfig | None = None) -> list[SystemResult]:
+    return evaluate(speech_llm_transcriber(model, setup.spec, decoding or DecodingConfig()), data_dir,
+                    manifests.split(","), max_batch=setup.max_batch * 2, limit=setup.eval_limit)
+
+
+def decode_all(model: SpeechLLM, stage: Stage, durations: Sequence[float], example: Callable[[int], Example],
+               decoding: DecodingConfig, max_batch: int = 16, desc: str = "decoding",
+               progress: bool = False) -> list[list[Decoded]]:
+    """N-best of every item (`example(i)` builds item i, audio included), decoded in length-sorted batches; returned
+    in item order."""
+    decoded: dict[int, list[Decoded]] = {}
+    batches = length_batches(durations, 120.0, max_batch, rng=None)
+    for indices in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+        decoded.update(zip(indices, decode(model, [example(i) for i in indices], stage, decoding), strict=True))
+    return [decoded[i] for i in range(len(durations))]
+
+
+def export_nbest(model: SpeechLLM, stage: Stage, data_dir: str | Path, manifest: str, decoding: DecodingConfig,
+                 path: str | Path, system: str = "speech-llm", limit: int = 0, max_batch: int = 16) -> list[NBest]:
+    """Decode a manifest and write its N-best lists (the kit's N-best manifest format), in manifest order."""
+    data_dir = Path(data_dir)
+    utterances = read_manifest(data_dir / f"{manifest}.jsonl")
+    utterances = utterances[:limit] if limit else utterances
+    decoded = decode_all(model, stage, [u.duration for u in utterances],
+                         lambda i: Example(load_utterance(utterances[i], data_dir), utterances[i].language), decoding,
+                         max_batch)
+    lists = [to_nbest(u.id, system, d) for u, d in zip(utterances, decoded, strict=True)]
+    write_manifest(path, lists)
+    return lists

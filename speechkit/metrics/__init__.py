@@ -1,0 +1,1 @@
+"""Layer 2 (beside data): error rates, entity errors, intervals and paired differences."""

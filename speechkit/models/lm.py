@@ -1,0 +1,110 @@
+"""The causal LM: SmolLM2-135M-Instruct from its registry package (`pkg:smollm2-135m-instruct`) by default, a real
+chat LLM by hub id or path in the `full` profile - the same `AutoModelForCausalLM` either way - and the measures of
+what it knows: perplexity per domain, and whether it reads its context (the loss of a sentence right after itself).
+`standin_config` builds the tiny random LMs of the unit tests."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
+
+from speechkit.core.results import Metric, local_or_hub
+from speechkit.data.manifest import read_manifest
+
+
+def load_lm(reference: str, dtype: torch.dtype = torch.float32):
+    """A causal LM and its tokenizer from `pkg:<name>`, a local folder or a hub id."""
+    path = local_or_hub(reference)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
+def standin_config(tokenizer: PreTrainedTokenizerFast, hidden: int = 384, layers: int = 6, heads: int = 6,
+                   kv_heads: int = 2, max_positions: int = 1024) -> Qwen2Config:
+    """A small Qwen2 (about 11 M parameters at the defaults with a 4k vocabulary), embeddings tied to the head."""
+    return Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=int(8 / 3 * hidden) // 64 * 64,
+                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                       max_position_embeddings=max_positions, tie_word_embeddings=True,
+                       pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
+                       eos_token_id=tokenizer.eos_token_id)
+
+
+def pack(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], block: int) -> torch.Tensor:
+    """Texts joined by end-of-text tokens and cut into [n, block] rows (the usual LM pretraining packing)."""
+    ids: list[int] = []
+    for encoded in tokenizer(list(texts), add_special_tokens=False).input_ids:
+        ids += encoded + [tokenizer.eos_token_id]
+    rows = len(ids) // block
+    if rows == 0:
+        raise ValueError(f"{len(ids)} tokens are fewer than one block of {block}")
+    return torch.tensor(ids[:rows * block]).view(rows, block)
+
+
+def block_batches(rows: int, batch_size: int, seed: int) -> "callable":
+    """`batches(epoch)` for `training.train`: shuffled row indices per epoch."""
+    def batches(epoch: int) -> list[np.ndarray]:
+        order = np.random.default_rng([seed, epoch]).permutation(rows)
+        return [order[i:i + batch_size] for i in range(0, rows - batch_size + 1, batch_size)]
+    return batches
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], groups: Sequence[str],
+               batch_size: int = 32) -> dict[str, float]:
+    """Perplexity per group (e.g. domain) of whole sentences, each preceded by end-of-text, from summed token NLLs."""
+    model.eval()
+    nll: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start:start + batch_size]
+        encoded = [[tokenizer.eos_token_id] + ids + [tokenizer.eos_token_id]
+                   for ids in tokenizer(list(chunk), add_special_tokens=False).input_ids]
+        width = max(len(e) for e in encoded)
+        ids = torch.full((len(encoded), width), tokenizer.pad_token_id)
+        for i, e in enumerate(encoded):
+            ids[i, :len(e)] = torch.tensor(e)
+        mask = ids != tokenizer.pad_token_id
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
+        losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
+        for group, row, valid in zip(groups[start:start + batch_size], losses, mask[:, 1:], strict=True):
+            nll[group] += float(row.sum())
+            count[group] += int(valid.sum())
+    return {group: math.exp(nll[group] / count[group]) for group in sorted(nll)}
+
+
+@torch.no_grad()
+def repeat_loss(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> tuple[float, float]:
+    """Mean per-token loss (nats) of each text the first time and right after itself ("A\nA"): a model that uses its
+    context predicts the repeat almost for free; one that ignores context scores both alike. (A newline separates
+    them: after a chat LLM's end-of-turn token a new turn, not a repeat, is what it expects.)"""
+    model.eval()
+    totals, count = np.zeros(2), 0
+    newline = tokenizer("\n", add_special_tokens=False).input_ids
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        start = [tokenizer.eos_token_id, *newline]  # the text starts a line either time
+        sequence = torch.tensor([[*start, *ids, *newline, *ids]], device=model.device)
+        losses = F.cross_entropy(model(input_ids=sequence).logits[0, :-1].float(), sequence[0, 1:], reduction="none")
+        first = len(start) - 1  # losses[k] scores token k + 1
+        totals += [float(losses[first:first + len(ids)].sum()), float(losses[-len(ids):].sum())]
+        count += len(ids)
+    return float(totals[0] / count), float(totals[1] / count)
+
+
+def lm_metrics(model, tokenizer: PreTrainedTokenizerFast, data_dir: str | Path) -> list[Metric]:
+    """Perplexity per domain (and per language of the multilingual subset) on dev transcripts, and the loss of a
+    general-domain sentence alone vs right after itself (an LLM that reads its context copies the second time)."""
+    utterances = [u for name in ("source_dev", "medical_dev", "finance_dev", "multilingual_dev")
+                  for u in read_manifest(Path(data_dir) / f"{name}.jsonl", check_audio=False)]
+    scores = perplexity(model, tokenizer, [u.text for u in utterances], [u.domain for u in utterances])
+    first, repeated = repeat_loss(model, tokenizer, [u.text for u in utterances if u.domain == "general"][:200])
+    return [Metric(f"LM perplexity {domain} dev", round(value, 2)) for domain, value in scores.items()] + [
+        Metric("LM loss per token, general dev sentence", round(first, 3), unit="nats"),
+        Metric("LM loss per token, the same sentence right after itself", round(repeated, 3), unit="nats")]

@@ -1,0 +1,291 @@
+"""The speech LLM (SLAM-ASR, as in Seewo's MLC-SLM system): Whisper encoder -> projector -> causal LM.
+
+One class for every stage. A training stage is a `Stage`: which parameters train (regex patterns over parameter
+names), whether LoRA adapters are injected (peft; rank 16, alpha 32 by default, on the LLM's and the encoder's
+attention projections), the prompt format, and the loss weight of each span of the target. Saving writes the
+configuration, every parameter any stage has trained (projector, new token embeddings, LoRA adapters) as
+safetensors, and the tokenizer; loading rebuilds the base models from their checkpoints and applies them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from speechkit.core.fileio import atomic_path, write_json
+from speechkit.core.results import local_or_hub
+from speechkit.core.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKENS
+from speechkit.data.features import log_mel
+from speechkit.engine.training import freeze_except
+from speechkit.models.asr import WhisperASR, encode, padding_mask
+
+CONFIG_FILE = "speech_llm.json"
+CHAT_TEMPLATE = "chat"  # use the tokenizer's chat template instead of a format string
+WEIGHTS_FILE = "trained.safetensors"
+
+# "Transcribe the speech above" in each MLC-SLM language (stage 3's language-specific prompts).
+PROMPTS = {
+    "en": "Transcribe the speech above.", "fr": "Transcris la parole ci-dessus.",
+    "de": "Transkribiere die obige Sprache.", "it": "Trascrivi il parlato qui sopra.",
+    "pt": "Transcreva a fala acima.", "es": "Transcribe el audio anterior.", "ja": "上の音声を書き起こしてください。",
+    "ko": "위의 음성을 받아써 주세요.", "ru": "Расшифруй речь выше.", "th": "ถอดความเสียงพูดข้างต้น",
+    "vi": "Hãy chép lại lời nói ở trên.",
+}
+# Attention projections of both the LLM and the Whisper encoder (a regex: both name them q_proj/k_proj/v_proj).
+LORA_TARGETS = r".*(llm|encoder).*\.(q_proj|k_proj|v_proj|o_proj|out_proj)$"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What one training stage changes. Patterns are regexes searched in parameter names."""
+    name: str
+    train: tuple[str, ...] = (r"^projector\.",)
+    lora_rank: int = 0                 # 0: no adapters; stages after the first LoRA stage keep training them
+    lora_alpha: int = 32
+    output_format: str = "plain"       # "plain": the transcript; "tagged": <LANG_xx> <transcribe> ... </transcribe>
+    language_prompts: bool = False     # the prompt in the utterance's language instead of English
+    think_weight: float = 1.0          # loss weight of <think> ... </think> tokens (prompt-loss weighting)
+    action_weight: float = 1.0         # loss weight of a routing token (<internal>, <external>, <rewrite>)
+
+    def __post_init__(self):
+        if self.output_format not in ("plain", "tagged"):
+            raise ValueError(f"output_format must be 'plain' or 'tagged', not {self.output_format!r}")
+        for pattern in self.train:
+            re.compile(pattern)
+
+
+# The paper's stages: 1-3 transcription, 4 chain-of-thought self-correction.
+STAGES = {
+    1: Stage("projector", train=(r"^projector\.",)),
+    2: Stage("special tokens", train=(r"^projector\.", r"embed_tokens", r"lm_head"), output_format="tagged"),
+    3: Stage("lora", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
+    # CoT SFT and RLVR keep stage 3's adapters and format; the <think> weight is set per step (`cot.train_cot`)
+    4: Stage("cot", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
+}
+
+
+@dataclass(frozen=True)
+class SpeechLLMConfig:
+    encoder: str                       # Whisper checkpoint: local folder or hub id
+    llm: str                           # causal LM checkpoint: local folder or hub id
+    projector: str = "conv"            # "conv": Conv1d + 2 Linear (the paper); "stack": frame stacking + 2 Linear
+    downsample: int = 5                # encoder frames per audio embedding: 50 Hz / 5 = 10 Hz
+    projector_hidden: int = 1024
+    template: str = "USER: {speech} {prompt} ASSISTANT:"  # the paper's "USER: <S> <P> ASSISTANT: <T>", or "chat"
+    trained: tuple[str, ...] = ()      # every pattern trained so far (what `save` writes)
+    lora_rank: int = 0
+    lora_alpha: int = 32
+    stages: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        if self.projector not in ("conv", "stack") or self.downsample < 1:
+            raise ValueError(f"projector must be 'conv' or 'stack' with downsample >= 1: {self}")
+        if self.template != CHAT_TEMPLATE and ("{speech}" not in self.template or "{prompt}" not in self.template):
+            raise ValueError(f"the template needs {{speech}} and {{prompt}} fields, or is {CHAT_TEMPLATE!r}")
+
+
+class Projector(nn.Module):
+    """Encoder frames -> LLM embeddings at 1/`downsample` of the frame rate (10 Hz from Whisper's 50 Hz by default)."""
+
+    def __init__(self, kind: str, encoder_dim: int, llm_dim: int, hidden: int, downsample: int):
+        super().__init__()
+        self.kind, self.downsample = kind, downsample
+        if kind == "conv":
+            self.conv = nn.Conv1d(encoder_dim, encoder_dim, kernel_size=downsample, stride=downsample)
+            first = encoder_dim
+        else:
+            first = encoder_dim * downsample
+        self.linear1 = nn.Linear(first, hidden)
+        self.linear2 = nn.Linear(hidden, llm_dim)
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[batch, frames, encoder_dim] -> ([batch, ceil(frames / k), llm_dim], valid lengths).
+
+        Frames past each utterance's end are zeroed first, so a window that straddles the end sees what it would
+        see alone (the tail is zero-padded to a multiple of k either way)."""
+        k = self.downsample
+        frames = frames * padding_mask(lengths, frames.shape[1])[..., None].to(frames.dtype)
+        frames = F.pad(frames, (0, 0, 0, -frames.shape[1] % k))
+        if self.kind == "conv":
+            hidden = self.conv(frames.transpose(1, 2)).transpose(1, 2)
+        else:
+            hidden = frames.reshape(frames.shape[0], frames.shape[1] // k, -1)
+        return self.linear2(F.relu(self.linear1(hidden))), (lengths + k - 1) // k
+
+
+@dataclass(frozen=True)
+class Example:
+    """One utterance as the model sees it in training or decoding."""
+    audio: np.ndarray
+    language: str
+    target: str | None = None          # the transcript (training) or None (decoding)
+    think: str | None = None           # optional reasoning placed in <think> ... </think> before the transcript
+    context: str | None = None         # optional text placed before the prompt (e.g. previous utterances)
+    action: str | None = None          # optional routing token emitted first: "internal", "external" or "rewrite"
+
+
+class SpeechLLM(nn.Module):
+    def __init__(self, config: SpeechLLMConfig, encoder: nn.Module, llm: nn.Module,
+                 tokenizer: PreTrainedTokenizerFast, n_mels: int):
+        super().__init__()
+        self.config, self.tokenizer, self.n_mels = config, tokenizer, n_mels
+        self.encoder, self.llm = encoder, llm
+        self.projector = Projector(config.projector, encoder.config.d_model, llm.config.hidden_size,
+                                   config.projector_hidden, config.downsample)
+        self.placeholder_id = tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER)
+
+    # -- building and persistence ----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained_parts(cls, config: SpeechLLMConfig, dtype: torch.dtype = torch.float32) -> "SpeechLLM":
+        """Base models from their checkpoints; the LLM's tokenizer gains any missing special token."""
+        encoder, llm_path = (local_or_hub(path) for path in (config.encoder, config.llm))
+        whisper = WhisperASR.from_pretrained(encoder, dtype=dtype)
+        llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(llm_path)
+        missing = [t for t in (AUDIO_PLACEHOLDER, *SPEECH_TOKENS, *LANGUAGE_TOKENS) if t not in tokenizer.get_vocab()]
+        if missing:  # a real chat LLM: add the tokens and rows for them (learnt in stage 2)
+            tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+            llm.resize_token_embeddings(len(tokenizer))
+        model = cls(config, whisper.model.encoder, llm, tokenizer, whisper.config.num_mel_bins)
+        if config.lora_rank:
+            model._inject_lora(config.lora_rank, config.lora_alpha)
+        return model.to(dtype)
+
+    def _inject_lora(self, rank: int, alpha: int) -> None:
+        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05,
+                                           target_modules=LORA_TARGETS), self)
+
+    def start_stage(self, stage: Stage) -> dict[str, int]:
+        """Freeze everything but what `stage` trains (adding LoRA adapters if it asks); returns parameter counts."""
+        config = self.config
+        if stage.lora_rank and not config.lora_rank:
+            self._inject_lora(stage.lora_rank, stage.lora_alpha)
+            config = replace(config, lora_rank=stage.lora_rank, lora_alpha=stage.lora_alpha)
+        patterns = stage.train + ((r"lora_",) if config.lora_rank else ())
+        counts = freeze_except(self, patterns, f"stage {stage.name!r}")
+        self.config = replace(config, trained=tuple(dict.fromkeys(config.trained + patterns)),
+                              stages=config.stages + (stage.name,))
+        return counts
+
+    def save(self, path: str | Path) -> None:
+        """Configuration, trained parameters (safetensors) and tokenizer: independent of the code that trained it."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        weights, stored = {}, set()
+        for name, tensor in self.state_dict().items():
+            # tied weights (embeddings and LM head) share memory: store them once, loading re-ties them
+            if any(re.search(p, name) for p in self.config.trained) and tensor.data_ptr() not in stored:
+                stored.add(tensor.data_ptr())
+                weights[name] = tensor.detach().cpu().contiguous()
+        with atomic_path(path / WEIGHTS_FILE) as tmp:  # a killed run never leaves half a weights file
+            save_file(weights, str(tmp))
+        write_json(path / CONFIG_FILE, asdict(self.config))
+        self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> "SpeechLLM":
+        path = Path(path)
+        raw = json.loads((path / CONFIG_FILE).read_text())
+        config = SpeechLLMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        model = cls.from_pretrained_parts(config, dtype)
+        model.tokenizer = AutoTokenizer.from_pretrained(path)
+        weights = load_file(str(path / WEIGHTS_FILE))
+        unexpected = model.load_state_dict(weights, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"{path}: weights for parameters the model does not have: {unexpected[:5]}")
+        return model.eval()
+
+    # -- inputs ----------------------------------------------------------------------------------------------
+    def prompt_text(self, example: Example, stage: Stage) -> str:
+        speech = f"<speech>{AUDIO_PLACEHOLDER}</speech>" if stage.output_format == "tagged" else AUDIO_PLACEHOLDER
+        prompt = PROMPTS[example.language if stage.language_prompts else "en"]
+        if example.context:
+            prompt = f"{example.context} {prompt}"
+        if self.config.template == CHAT_TEMPLATE:  # the LLM's own chat format (a real chat LLM in the full profile)
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": f"{speech} {prompt}"}],
+                                                      tokenize=False, add_generation_prompt=True)
+        return self.config.template.format(speech=speech, prompt=prompt)
+
+    def target_spans(self, example: Example, stage: Stage) -> list[tuple[str, float]]:
+        """The target as (text, loss weight) spans; prompt tokens are never in the loss."""
+        eos = self.tokenizer.eos_token
+        if stage.output_format == "plain":
+            return [(f" {example.target}{eos}", 1.0)]
+        # the routing token first and without a leading space: the first generated token is the decision itself
+        spans = [(f"<{example.action}>", stage.action_weight)] if example.action is not None else []
+        spans.append((f" <LANG_{example.language}>", 1.0))
+        if example.think is not None:
+            spans.append((f" <think> {example.think} </think>", stage.think_weight))
+        return spans + [(f" <transcribe> {example.target} </transcribe>{eos}", 1.0)]
+
+    def embed_audio(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        features, frame_lengths = log_mel(audios, self.n_mels)
+        device = self.projector.linear1.weight.device
+        hidden, lengths = encode(self.encoder, features.to(device), frame_lengths.to(device))
+        return self.projector(hidden, lengths)
+
+    def build_inputs(self, examples: Sequence[Example], stage: Stage, with_targets: bool) -> dict[str, torch.Tensor]:
+        """Left-padded `inputs_embeds`, `attention_mask`, `position_ids` and, with targets, `labels` + `weights`.
+
+        The placeholder token is replaced by the utterance's audio embeddings; left padding makes the last
+        position of every row its prompt's end, which is what batched generation needs."""
+        audio, audio_lengths = self.embed_audio([e.audio for e in examples])
+        embed = self.llm.get_input_embeddings()
+        rows, labels, weights = [], [], []
+        for i, example in enumerate(examples):
+            ids = self.tokenizer(self.prompt_text(example, stage), add_special_tokens=False).input_ids
+            at = ids.index(self.placeholder_id)
+            before = embed(torch.tensor(ids[:at], device=audio.device))
+            after = embed(torch.tensor(ids[at + 1:], device=audio.device))
+            pieces = [before, audio[i, :audio_lengths[i]], after]
+            row_labels = [-100] * (len(ids) - 1 + int(audio_lengths[i]))
+            row_weights = [0.0] * len(row_labels)
+            if with_targets:
+                for text, weight in self.target_spans(example, stage):
+                    target_ids = self.tokenizer(text, add_special_tokens=False).input_ids
+                    pieces.append(embed(torch.tensor(target_ids, device=audio.device)))
+                    row_labels += target_ids
+                    row_weights += [weight] * len(target_ids)
+            rows.append(torch.cat(pieces))
+            labels.append(row_labels)
+            weights.append(row_weights)
+        width = max(len(r) for r in rows)
+        inputs = torch.zeros(len(rows), width, rows[0].shape[-1], dtype=rows[0].dtype, device=audio.device)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=audio.device)
+        label_tensor = torch.full((len(rows), width), -100, device=audio.device)
+        weight_tensor = torch.zeros(len(rows), width, device=audio.device)
+        for i, row in enumerate(rows):
+            inputs[i, width - len(row):] = row
+            mask[i, width - len(row):] = 1
+            label_tensor[i, width - len(row):] = torch.tensor(labels[i], device=audio.device)
+            weight_tensor[i, width - len(row):] = torch.tensor(weights[i], device=audio.device)
+        batch = {"inputs_embeds": inputs, "attention_mask": mask,
+                 "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        if with_targets:
+            batch |= {"labels": label_tensor, "weights": weight_tensor}
+        return batch
+
+    def loss(self, examples: Sequence[Example], stage: Stage) -> tuple[torch.Tensor, dict[str, float]]:
+        """Token-weighted cross-entropy: sum(w * CE) / sum(w) over target tokens (prompt tokens have w = 0)."""
+        batch = self.build_inputs(examples, stage, with_targets=True)
+        hidden = self.llm.base_model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+                                     position_ids=batch["position_ids"]).last_hidden_state[:, :-1]
+        labels, weights = batch["labels"][:, 1:], batch["weights"][:, 1:]
+        target = labels != -100
+        # the LM head only where a target token is predicted: with a 49k vocabulary, logits for every prompt and
+        # audio position would cost more than the transformer itself
+        logits = self.llm.get_output_embeddings()(hidden[target]).float()
+        token_loss = F.cross_entropy(logits, labels[target], reduction="none")
+        loss = (token_loss * weights[target]).sum() / weights[target].sum().clamp(min=1e-8)
+        return loss, {"unweighted": token_loss.mean().item()}

@@ -1,0 +1,1 @@
+"""Paper package: ReHear - refining pseudo-labels of unlabeled target-domain audio with the speech LLM."""

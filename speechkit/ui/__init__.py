@@ -1,0 +1,1 @@
+"""Layer 5: generic display helpers and notebook browsers (ipywidgets)."""
