@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from speechkit.core.fileio import write_json
-from speechkit.models import model_import
 
 T = TypeVar("T")
 
@@ -31,16 +30,6 @@ def repo_path(path: str | Path) -> Path:
     """A path as given, or anchored at the repository root when relative (notebooks run from any folder)."""
     path = Path(path)
     return path if path.is_absolute() else REPO_ROOT / path
-
-
-def local_or_hub(reference: str | Path) -> str:
-    """A packaged model (`pkg:<name>`, imported on first use), a checkpoint path relative to the repository (as
-    stages record them), an absolute path, or a hub id."""
-    reference = str(reference)
-    if reference.startswith(model_import.PREFIX):
-        return model_import.resolve(reference)
-    local = repo_path(reference)
-    return str(local) if local.exists() else reference
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from transformers import AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from speechkit.core.results import local_or_hub
 from speechkit.core.vocab import language_tag
 from speechkit.data.audio import load_utterance
 from speechkit.data.features import window_log_mel
 from speechkit.data.manifest import Hypothesis, Utterance
+from speechkit.models.model_import import local_or_hub
 
 ENCODER_FRAMES_PER_SECOND = 50  # Whisper's second convolution halves the 100 Hz mel frame rate
 

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
 
-from speechkit.core.results import Metric, local_or_hub
+from speechkit.core.results import Metric
 from speechkit.data.manifest import read_manifest
+from speechkit.models.model_import import local_or_hub
 
 
 def load_lm(reference: str, dtype: torch.dtype = torch.float32):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from speechkit.core.fileio import sha256_file, write_json
+from speechkit.core.results import repo_path
 
 PREFIX = "pkg:"
 IMPORT_FILE = "import.json"
@@ -79,6 +80,16 @@ def resolve(reference: str) -> str:
     if not reference.startswith(PREFIX):
         return reference
     return str(ensure_imported(reference[len(PREFIX):]))
+
+
+def local_or_hub(reference: str | Path) -> str:
+    """A packaged model (`pkg:<name>`, imported on first use), a checkpoint path relative to the repository (as
+    stages record them), an absolute path, or a hub id."""
+    reference = str(reference)
+    if reference.startswith(PREFIX):
+        return resolve(reference)
+    local = repo_path(reference)
+    return str(local) if local.exists() else reference
 
 
 def source_files(model: PackagedModel) -> list[Path]:

@@ -24,11 +24,11 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from speechkit.core.fileio import atomic_path, write_json
-from speechkit.core.results import local_or_hub
 from speechkit.core.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKENS
 from speechkit.data.features import log_mel
 from speechkit.engine.training import freeze_except
 from speechkit.models.asr import WhisperASR, encode, padding_mask
+from speechkit.models.model_import import local_or_hub
 
 CONFIG_FILE = "speech_llm.json"
 CHAT_TEMPLATE = "chat"  # use the tokenizer's chat template instead of a format string

@@ -27,7 +27,6 @@ import torch
 from tqdm import tqdm
 
 from speechkit.core.fileio import write_json
-from speechkit.core.results import local_or_hub
 from speechkit.core.text import normaliser_for
 from speechkit.data.audio import SAMPLE_RATE, load_utterance
 from speechkit.data.features import length_batches
@@ -35,8 +34,8 @@ from speechkit.data.manifest import Hypothesis, NBest, Utterance, read_manifest,
 from speechkit.engine.evaluation import SystemResult, score
 from speechkit.engine.recipes import resolve_checkpoint
 from speechkit.metrics.scoring import utterance_errors
-from speechkit.models.asr import transcribe
-from speechkit.models.asr import load_asr
+from speechkit.models.asr import load_asr, transcribe
+from speechkit.models.model_import import local_or_hub
 
 
 class NBestRecognizer(Protocol):
