@@ -5,9 +5,10 @@ import torch
 
 from speechkit.data.manifest import Context, Hypothesis, read_manifest
 from speechkit.engine.adaptation import Labeled, finetune, pool_label_error, read_pool
-from speechkit.engine.training import TrainConfig, freeze_except
+from speechkit.engine.training import TrainConfig
 from speechkit.llm_reward.reward import LLMRewardModel, context_text
 from speechkit.models import asr
+from speechkit.models.freezing import freeze_except
 from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
 from speechkit.rehear.refinement import SILENCE, refine, refiner_example, round_history
 

@@ -25,10 +25,9 @@ from speechkit.data.features import length_batches
 from speechkit.data.manifest import Hypothesis, Utterance, read_manifest
 from speechkit.engine.grpo import GRPOConfig, GRPOStep, RewardFunction
 from speechkit.engine.policies import AudioPrompt, WhisperPolicy
+from speechkit.engine.training import TrainConfig, TrainLog, train
 from speechkit.metrics.scoring import ErrorRate, error_rate
 from speechkit.models import asr
-# freeze_except is re-exported: the adaptation notebooks take it from here
-from speechkit.engine.training import TrainConfig, TrainLog, freeze_except, train  # noqa: F401
 
 DECODER = (r"^model\.decoder\.",)  # Whisper's decoder; proj_out is tied to its token embeddings
 

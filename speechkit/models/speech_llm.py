@@ -26,8 +26,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from speechkit.core.fileio import atomic_path, write_json
 from speechkit.core.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKENS
 from speechkit.data.features import log_mel
-from speechkit.engine.training import freeze_except
 from speechkit.models.asr import WhisperASR, encode, padding_mask
+from speechkit.models.freezing import freeze_except
 from speechkit.models.model_import import local_or_hub
 
 CONFIG_FILE = "speech_llm.json"
