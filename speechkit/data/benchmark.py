@@ -23,7 +23,6 @@ import multiprocessing
 import shutil
 import time
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,7 +40,6 @@ from speechkit.data.synth import (Speaker, add_noise, augment, check_engines, dr
                                   make_speakers, synthesize)
 from speechkit.data.textgen import (MULTILINGUAL, TARGET_DOMAINS, Domain, Sentence, SentencePool, build_domains,
                                     entity_lexicon)
-from speechkit.engine.evaluation import SystemResult, result_metrics
 
 SPLITS_WITH_TEXT = ("train", "dev", "test")
 MAX_TURNS = 14  # turns per conversation (at least 6)
@@ -169,24 +167,6 @@ def benchmark_metrics(record: dict) -> list[Metric]:
         Metric("text corpus words", record["text_corpus_words"], unit="count"),
         Metric("generation time", record["generation_seconds"], unit="s"),
     ]
-
-
-# The papers' operating point, what the real Whisper's calibration is read against.
-OPERATING_POINT = {"source": "source domain: 4-15% WER",
-                   "target": "target domains: 8-30% WER, entity WER at least twice the domain's WER"}
-
-
-def calibration_metrics(results: Sequence[SystemResult]) -> list[Metric]:
-    """The real Whisper's WER (CER) and entity WER per test set, and the ratio entity WER / WER on target sets."""
-    metrics = []
-    for r in results:
-        group = r.manifest.split("_")[0]
-        claim = OPERATING_POINT["target" if group in TARGET_DOMAINS else "source"] if group != "multilingual" else None
-        metrics += result_metrics([r], prefix="calibration Whisper ", claim=claim)
-        if r.entity_wer is not None and r.wer.rate > 0:
-            metrics.append(Metric(f"calibration Whisper entity WER / WER {r.manifest} [{r.language}]",
-                                  round(r.entity_wer.rate / r.wer.rate, 2), unit="x", claim=claim))
-    return metrics
 
 
 def _speaker_pools(config: BenchmarkConfig) -> dict[tuple[str, str], list[Speaker]]:

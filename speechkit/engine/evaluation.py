@@ -16,6 +16,7 @@ from speechkit.core.text import normaliser_for
 from speechkit.data.audio import load_utterance
 from speechkit.data.features import length_batches
 from speechkit.data.manifest import Utterance, read_manifest
+from speechkit.data.textgen import TARGET_DOMAINS
 from speechkit.metrics.scoring import ErrorRate, entity_error_rate, error_rate, paired_difference, rtfx
 
 # A transcriber takes a batch of utterances with their audio and returns one transcript per utterance.
@@ -112,6 +113,24 @@ def difference_metrics(baseline: Sequence[SystemResult], system: Sequence[System
             if relative and x.rate:
                 metrics.append(Metric(f"{prefix}{kind} relative change, {name} {where}", d.relative,
                                       d.interval.low / x.rate, d.interval.high / x.rate, unit="rate", claim=claim))
+    return metrics
+
+
+# The papers' operating point, what the real Whisper's calibration is read against.
+OPERATING_POINT = {"source": "source domain: 4-15% WER",
+                   "target": "target domains: 8-30% WER, entity WER at least twice the domain's WER"}
+
+
+def calibration_metrics(results: Sequence[SystemResult]) -> list[Metric]:
+    """The real Whisper's WER (CER) and entity WER per test set, and the ratio entity WER / WER on target sets."""
+    metrics = []
+    for r in results:
+        group = r.manifest.split("_")[0]
+        claim = OPERATING_POINT["target" if group in TARGET_DOMAINS else "source"] if group != "multilingual" else None
+        metrics += result_metrics([r], prefix="calibration Whisper ", claim=claim)
+        if r.entity_wer is not None and r.wer.rate > 0:
+            metrics.append(Metric(f"calibration Whisper entity WER / WER {r.manifest} [{r.language}]",
+                                  round(r.entity_wer.rate / r.wer.rate, 2), unit="x", claim=claim))
     return metrics
 
 
