@@ -15,8 +15,8 @@ from pathlib import Path
 import papermill
 import pytest
 
+from speechkit.speech_hands.demo import TABLE_ROWS
 from speechkit.speech_hands.routing import read_decisions
-from speechkit.ui.widgets import TABLE_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("SPEECHKIT_ARTIFACTS", ROOT / "results" / "artifacts"))

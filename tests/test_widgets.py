@@ -3,9 +3,10 @@
 import pytest
 
 from speechkit.data.manifest import Hypothesis, read_manifest
+from speechkit.speech_hands.demo import TABLE_ROWS, RoutingBrowser
 from speechkit.speech_hands.routing import Decision
 from speechkit.ui.display import highlight_errors
-from speechkit.ui.widgets import TABLE_ROWS, AudioBrowser, RoutingBrowser
+from speechkit.ui.widgets import AudioBrowser
 
 
 @pytest.fixture(scope="module")
