@@ -1,1 +1,1 @@
-"""Layer 1, the base: file writing, metric records and provenance, text normalisation, the shared vocabulary."""
+"""Layer 1, the base: file writing, metric records and provenance, text normalisers, the shared vocabulary."""

@@ -1,1 +1,1 @@
-"""Layer 2: manifests, audio and features, and the embedded synthetic benchmark generated from them."""
+"""Layer 2: manifests, audio and features, and the embedded synthetic benchmark built from them."""

@@ -1,1 +1,1 @@
-"""Layer 4: training, decoding, evaluation, GRPO and the speech-LLM stage recipe that every paper shares."""
+"""Layer 4: training, decoding, evaluation, GRPO, Whisper adaptation and the speech-LLM stage recipe."""

@@ -1,1 +1,1 @@
-"""Paper package: Ling & Ye - an LLM as the reward for adapting Whisper to a target domain."""
+"""Layer 6, paper 3 (Ling & Ye): an LLM as the reward model for adapting Whisper to a target domain."""

@@ -1,1 +1,1 @@
-"""Layer 2 (beside data): error rates, entity errors, intervals and paired differences."""
+"""Layer 2, beside data: error rates (WER, CER, entity WER), bootstrap intervals and paired differences."""

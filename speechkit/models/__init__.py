@@ -1,1 +1,1 @@
-"""Layer 3: the models - packaged real models, Whisper, the language model and the speech LLM."""
+"""Layer 3: the models - packaged real models, parameter freezing, Whisper, the LM and the speech LLM."""

@@ -1,1 +1,1 @@
-"""Top layer: the headless runner of the notebooks, the claims and their verdicts, the speed benchmark."""
+"""Layer 7, the top: the headless notebook runner, the claims and their verdicts, the speed benchmark."""

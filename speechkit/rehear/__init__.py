@@ -1,1 +1,1 @@
-"""Paper package: ReHear - refining pseudo-labels of unlabeled target-domain audio with the speech LLM."""
+"""Layer 6, paper 2 (ReHear): pseudo-labels of unlabeled audio refined by an audio-aware LLM, round by round."""

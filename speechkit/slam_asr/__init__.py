@@ -1,1 +1,1 @@
-"""Paper package: SLAM-ASR studies - decoding and context studies, chain-of-thought SFT and RLVR."""
+"""Layer 6, paper 1 (Seewo / SLAM-ASR): CoT self-correction, RLVR rewards, the decoding and context studies."""

@@ -1,1 +1,1 @@
-"""Paper package: Speech-Hands - external ASR N-best, action-token routing and its demo browser."""
+"""Layer 6, paper 4 (Speech-Hands): external ASR N-best, action-token routing and the routing demo."""

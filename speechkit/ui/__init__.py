@@ -1,1 +1,1 @@
-"""Layer 5: generic display helpers and notebook browsers (ipywidgets)."""
+"""Layer 5: generic display helpers (tables, plots) and notebook browsers (ipywidgets)."""
