@@ -61,8 +61,9 @@ class LLMRewardModel:
             for i, row in enumerate(rows):  # right padding: positions start at 0 for every row
                 ids[i, :len(row)] = torch.tensor(row)
                 mask[i, :len(row)] = 1
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            token = F.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            device = self.model.device
+            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
+            token = F.log_softmax(logits, -1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
             for i, (p, t, h) in enumerate(zip(prompts, targets, hyps, strict=True)):
                 scores.append(float(token[i, len(p) - 1:len(p) + len(t) - 1].mean()) if h.strip() else -10.0)
         return scores
@@ -80,7 +81,8 @@ class LLMRewardModel:
                                 "Answer Yes or No.")
                      for h, c in zip(hypotheses[start:start + self.max_batch], contexts[start:start + self.max_batch],
                                      strict=True)]
-            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                self.model.device)
             probs = self.model(**batch).logits[:, -1].float().softmax(-1)
             p_yes, p_no = probs[:, yes].sum(-1), probs[:, no].sum(-1)
             scores += (p_yes / (p_yes + p_no).clamp(min=1e-12)).tolist()

@@ -27,6 +27,7 @@ from speechkit.core.vocab import language_tag
 from speechkit.data.audio import load_utterance
 from speechkit.data.features import window_log_mel
 from speechkit.data.manifest import Hypothesis, Utterance
+from speechkit.models.device import default_device
 from speechkit.models.model_import import local_or_hub
 
 ENCODER_FRAMES_PER_SECOND = 50  # Whisper's second convolution halves the 100 Hz mel frame rate
@@ -84,12 +85,12 @@ def decoder_prompt(tokenizer: PreTrainedTokenizerFast, language: str) -> list[in
     return [vocab[t] for t in tokens + ["<|notimestamps|>"]]
 
 
-def load_asr(reference: str, dtype: torch.dtype = torch.float32) -> tuple["WhisperASR", PreTrainedTokenizerFast]:
-    """The ASR from `pkg:<name>` (a packaged model, imported on first use), a local folder or a hub id.
-
-    A real Whisper gets a freshly initialised CTC head, unused."""
+def load_asr(reference: str, dtype: torch.dtype = torch.float32,
+             device: str | None = None) -> tuple["WhisperASR", PreTrainedTokenizerFast]:
+    """The ASR from `pkg:<name>` (a packaged model, imported on first use), a local folder or a hub id, on `device`
+    (default: `default_device()`)."""
     path = local_or_hub(reference)
-    model = WhisperASR.from_pretrained(path, dtype=dtype)
+    model = WhisperASR.from_pretrained(path, dtype=dtype).to(device or default_device())
     return model.eval(), AutoTokenizer.from_pretrained(path)
 
 

@@ -17,13 +17,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from speechkit.core.results import Metric
 from speechkit.data.manifest import read_manifest
+from speechkit.models.device import default_device
 from speechkit.models.model_import import local_or_hub
 
 
-def load_lm(reference: str, dtype: torch.dtype = torch.float32):
-    """A causal LM and its tokenizer from `pkg:<name>`, a local folder or a hub id."""
+def load_lm(reference: str, dtype: torch.dtype = torch.float32, device: str | None = None):
+    """A causal LM and its tokenizer from `pkg:<name>`, a local folder or a hub id, on `device` (default:
+    `default_device()`)."""
     path = local_or_hub(reference)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device or default_device())
     return model.eval(), AutoTokenizer.from_pretrained(path)
 
 

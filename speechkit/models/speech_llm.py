@@ -28,6 +28,7 @@ from speechkit.core.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKE
 from speechkit.data.features import log_mel
 from speechkit.models.asr import WhisperASR, encode, padding_mask
 from speechkit.models.freezing import freeze_except
+from speechkit.models.device import default_device
 from speechkit.models.model_import import local_or_hub
 
 CONFIG_FILE = "speech_llm.json"
@@ -147,8 +148,10 @@ class SpeechLLM(nn.Module):
 
     # -- building and persistence ----------------------------------------------------------------------------
     @classmethod
-    def from_pretrained_parts(cls, config: SpeechLLMConfig, dtype: torch.dtype = torch.float32) -> "SpeechLLM":
-        """Base models from their checkpoints; the LLM's tokenizer gains any missing special token."""
+    def from_pretrained_parts(cls, config: SpeechLLMConfig, dtype: torch.dtype = torch.float32,
+                              device: str | None = None) -> "SpeechLLM":
+        """Base models from their checkpoints, on `device` (default: `default_device()`); the LLM's tokenizer gains
+        any missing special token."""
         encoder, llm_path = (local_or_hub(path) for path in (config.encoder, config.llm))
         whisper = WhisperASR.from_pretrained(encoder, dtype=dtype)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
@@ -160,7 +163,7 @@ class SpeechLLM(nn.Module):
         model = cls(config, whisper.model.encoder, llm, tokenizer, whisper.config.num_mel_bins)
         if config.lora_rank:
             model._inject_lora(config.lora_rank, config.lora_alpha)
-        return model.to(dtype)
+        return model.to(dtype).to(device or default_device())
 
     def _inject_lora(self, rank: int, alpha: int) -> None:
         inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05,
@@ -194,11 +197,12 @@ class SpeechLLM(nn.Module):
         self.tokenizer.save_pretrained(path)
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> "SpeechLLM":
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, device: str | None = None) -> "SpeechLLM":
+        """A saved model, on `device` (default: `default_device()`)."""
         path = Path(path)
         raw = json.loads((path / CONFIG_FILE).read_text())
         config = SpeechLLMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        model = cls.from_pretrained_parts(config, dtype)
+        model = cls.from_pretrained_parts(config, dtype, device)
         model.tokenizer = AutoTokenizer.from_pretrained(path)
         weights = load_file(str(path / WEIGHTS_FILE))
         unexpected = model.load_state_dict(weights, strict=False).unexpected_keys

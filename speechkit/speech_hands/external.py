@@ -35,6 +35,7 @@ from speechkit.engine.evaluation import SystemResult, score
 from speechkit.engine.recipes import resolve_checkpoint
 from speechkit.metrics.scoring import utterance_errors
 from speechkit.models.asr import load_asr, transcribe
+from speechkit.models.device import default_device
 from speechkit.models.model_import import local_or_hub
 
 
@@ -99,9 +100,7 @@ class WhisperNBest:
                  device: str | None = None):
         if nbest > num_beams:
             raise ValueError(f"nbest ({nbest}) cannot exceed num_beams ({num_beams})")
-        self.model, self.tokenizer = load_asr(checkpoint)
-        if device:
-            self.model.to(device)
+        self.model, self.tokenizer = load_asr(checkpoint, device=device)
         self.name, self.nbest, self.num_beams = name, nbest, num_beams
         self.signature = {"system": "whisper", "checkpoint": checkpoint, "weights": checkpoint_digest(checkpoint),
                           "nbest": nbest, "num_beams": num_beams}
@@ -121,9 +120,7 @@ class HuggingFaceASR:
 
         path = local_or_hub(checkpoint)
         self.processor = AutoProcessor.from_pretrained(path)
-        self.model = AutoModelForSpeechSeq2Seq.from_pretrained(path, dtype=dtype).eval()
-        if device:
-            self.model.to(device)
+        self.model = AutoModelForSpeechSeq2Seq.from_pretrained(path, dtype=dtype).to(device or default_device()).eval()
         self.name, self.nbest, self.num_beams = name or Path(checkpoint).name, nbest, num_beams
         self.signature = {"system": "transformers", "checkpoint": checkpoint, "weights": checkpoint_digest(checkpoint),
                           "nbest": nbest, "num_beams": num_beams}
