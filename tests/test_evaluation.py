@@ -3,7 +3,7 @@
 import pytest
 
 from speechkit.data.manifest import EntitySpan, Utterance
-from speechkit.engine.evaluation import difference_metrics, score
+from speechkit.engine.evaluation import difference_metrics, evaluate, score
 
 
 def utterance(i, text, entity=None):
@@ -41,3 +41,8 @@ def test_plot_rates_puts_the_papers_figure_beside_the_measured_bar():
     diamonds = [line for line in axes.lines if line.get_marker() == "D"]
     assert len(diamonds) == 1 and list(diamonds[0].get_xdata()) == [0]
     assert diamonds[0].get_ydata()[0] == pytest.approx(15.48)
+
+
+def test_evaluate_refuses_a_bare_string_of_manifests():
+    with pytest.raises(ValueError, match=r"manifests must be a non-empty list of names.*not 'source_dev'"):
+        evaluate(lambda utterances, audios: [], "data_manifests/smoke", "source_dev")

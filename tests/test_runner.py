@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import nbformat
@@ -156,13 +157,16 @@ def test_a_missing_upstream_checkpoint_names_the_stage_that_produces_it(project)
 
 def test_a_stage_does_not_start_on_invalid_data(project):
     notebooks, out = project
-    make_notebook(notebooks / "01_second.ipynb", parameters=PARAMETERS + 'train_manifests = "a,b"\n')
+    # the data stage writes the manifests it names: they are not checked before it runs
+    make_notebook(notebooks / "00_first.ipynb", parameters=PARAMETERS + 'calibration_manifests = ["a_test"]\n')
+    make_notebook(notebooks / "01_second.ipynb",
+                  parameters=PARAMETERS + 'train_manifests = ["a", "b"]\ntest_manifest = "c"\n')
     data = out.parent / "data"
     data.mkdir()
     (data / "a.jsonl").write_text(json.dumps({"id": "u1", "audio": "gone.wav", "duration": 1.0, "language": "en",
                                               "speaker": "s", "domain": "d", "split": "train", "text": "hi"}) + "\n")
     (data / "b.jsonl").write_text("")
-    reason = r"(?s)01_second: invalid data.*a\.jsonl:1: field 'audio': audio file not found"
+    reason = r"(?s)01_second: invalid data.*a\.jsonl:1: field 'audio': audio file not found.*c\.jsonl.*not found"
     with pytest.raises(StageFailed, match=reason):
         go(project)
     assert (out / "smoke" / "00_first" / "stage.json").is_file() and not (out / "smoke" / "01_second").exists()
@@ -203,6 +207,27 @@ def test_set_overrides_a_parameter_through_the_validator():
         validate(next(s for s in apply_overrides(stages, ["12.max_stepz=1"]) if s.name == "12_stage3_lora"))
     with pytest.raises(ParameterError, match="STAGE.NAME=VALUE"):
         apply_overrides(stages, ["max_steps=1"])
+
+
+def test_a_list_parameter_takes_a_yaml_list_of_items_like_its_default():
+    from speechkit.pipeline.runner import apply_overrides, discover, validate
+
+    def stage(*overrides):
+        return next(s for s in apply_overrides(discover("smoke"), list(overrides)) if s.name == "12_stage3_lora")
+
+    chosen = stage("12_stage3_lora.test_manifests=[source_test]", "12.eval_manifests=[source_dev, medical_dev]")
+    validate(chosen)
+    assert chosen.parameters["test_manifests"] == ["source_test"]
+    assert chosen.parameters["eval_manifests"] == ["source_dev", "medical_dev"]
+    with pytest.raises(ParameterError, match=r"'test_manifests' should be list like its default \['source_test', "
+                                             r"'multilingual_test'\], got 'source_test,medical_test' \(a YAML list"):
+        validate(stage("12.test_manifests=source_test,medical_test"))
+    with pytest.raises(ParameterError, match="'test_manifests' should be list"):
+        validate(stage("12.test_manifests=[1, 2]"))
+    decoding = next(s for s in apply_overrides(discover("smoke"), ["13.beam_sizes=[8, 10]"]) if s.name.startswith("13"))
+    validate(decoding)
+    with pytest.raises(ParameterError, match="'beam_sizes' should be list"):
+        validate(dataclasses.replace(decoding, parameters={"beam_sizes": ["8", "10"]}))
 
 
 def test_a_stage_key_follows_the_stages_it_reads_and_a_notebook_can_run_again(project):

@@ -199,6 +199,18 @@ def test_checkpoint_references_name_stages_paths_or_hub_ids(tmp_path):
     assert resolve_checkpoint("openai/whisper-large-v3-turbo", out) == "openai/whisper-large-v3-turbo"
 
 
+def test_stage_setup_takes_lists_of_manifests_and_refuses_a_bare_string_or_an_empty_list():
+    from speechkit.engine.recipes import StageSetup
+    setup = StageSetup(stage=3, init="12_stage3_lora", train_manifests=["source_train"], eval_manifests=["a", "b"])
+    assert setup.train_manifests == ("source_train",) and setup.eval_manifests == ("a", "b")
+    assert StageSetup(stage=1, encoder="e", llm="l").train_manifests == ("source_train", "multilingual_train")
+    for bad in ("source_train,multilingual_train", [], ["source_train", ""]):
+        with pytest.raises(ValueError, match="train_manifests must be a non-empty list of names"):
+            StageSetup(stage=3, init="12_stage3_lora", train_manifests=bad)
+    with pytest.raises(ValueError, match="eval_manifests must be a non-empty list of names"):
+        StageSetup(stage=3, init="12_stage3_lora", eval_manifests="source_dev")
+
+
 def test_a_pattern_that_matches_nothing_warns_and_the_trainable_share_is_reported(model):
     import dataclasses
 

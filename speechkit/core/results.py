@@ -7,6 +7,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,14 @@ def from_params(cls: type[T], params: dict) -> T:
     """Build config dataclass `cls` from a notebook's parameters (names that are not its fields are ignored)."""
     names = {spec.name for spec in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in params.items() if k in names})
+
+
+def name_list(value: Sequence[str], what: str) -> tuple[str, ...]:
+    """A list parameter of names (manifests, systems) as a tuple. A bare string is refused: iterated, it would name
+    its characters."""
+    if isinstance(value, str) or not value or not all(isinstance(name, str) and name for name in value):
+        raise ValueError(f"{what} must be a non-empty list of names, e.g. [\"source_dev\"], not {value!r}")
+    return tuple(value)
 
 
 def repo_path(path: str | Path) -> Path:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from speechkit.core.fileio import write_jsonl
-from speechkit.core.results import Metric
+from speechkit.core.results import Metric, name_list
 from speechkit.core.text import normaliser_for
 from speechkit.data.audio import load_utterance
 from speechkit.data.features import length_batches
@@ -45,7 +45,7 @@ def evaluate(transcribe: Transcriber, data_dir: str | Path, manifests: Sequence[
     """Transcribe each manifest in length-sorted batches (its first `limit` utterances if `limit`) and score it."""
     data_dir = Path(data_dir)
     results = []
-    for name in manifests:
+    for name in name_list(manifests, "manifests"):
         utterances = read_manifest(data_dir / f"{name}.jsonl")
         utterances = utterances[:limit] if limit else utterances
         hypotheses = [""] * len(utterances)

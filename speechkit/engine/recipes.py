@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from speechkit.core.results import REPO_ROOT, repo_path
+from speechkit.core.results import REPO_ROOT, name_list, repo_path
 from speechkit.data.audio import load_utterance
 from speechkit.data.features import length_batches
 from speechkit.data.manifest import NBest, Utterance, read_manifest, write_manifest
@@ -34,10 +34,10 @@ class StageSetup:
     projector_hidden: int = 1024
     template: str = CHAT_TEMPLATE               # the LLM's chat template, or a format string as in SpeechLLMConfig
     seed: int = 0                               # seeds the new weights (projector, LoRA): a rerun resumes exactly
-    train_manifests: str = "source_train,multilingual_train"
+    train_manifests: tuple[str, ...] = ("source_train", "multilingual_train")
     batch_seconds: float = 60.0                 # padded audio per batch
     max_batch: int = 16
-    eval_manifests: str = "source_dev,multilingual_dev"
+    eval_manifests: tuple[str, ...] = ("source_dev", "multilingual_dev")
     eval_limit: int = 0                         # utterances per evaluation manifest (0: all)
 
     def __post_init__(self):
@@ -45,6 +45,8 @@ class StageSetup:
             raise ValueError(f"stage must be one of {sorted(STAGES)}, got {self.stage}")
         if not self.init and not (self.encoder and self.llm):
             raise ValueError("stage needs `init` (a saved speech LLM) or both `encoder` and `llm` checkpoints")
+        for name in ("train_manifests", "eval_manifests"):  # notebooks give lists; frozen, so set the tuples
+            object.__setattr__(self, name, name_list(getattr(self, name), name))
 
     @property
     def spec(self) -> Stage:
@@ -90,7 +92,7 @@ def train_stage(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, 
                 checkpoint: str | Path, progress: bool = True) -> TrainLog:
     """Freeze/unfreeze as the stage says, train on the labeled manifests, save the model to `checkpoint`."""
     data_dir = Path(data_dir)
-    utterances = [u for name in setup.train_manifests.split(",") for u in read_manifest(data_dir / f"{name}.jsonl")]
+    utterances = [u for name in setup.train_manifests for u in read_manifest(data_dir / f"{name}.jsonl")]
     durations = [u.duration for u in utterances]
     stage = setup.spec
 
@@ -124,10 +126,10 @@ def compare(baseline: Sequence[SystemResult], system: Sequence[SystemResult]) ->
             for r in system if (r.manifest, r.language) in by_key]
 
 
-def evaluate_speech_llm(model: SpeechLLM, setup: StageSetup, data_dir: str | Path, manifests: str,
+def evaluate_speech_llm(model: SpeechLLM, setup: StageSetup, data_dir: str | Path, manifests: Sequence[str],
                         decoding: DecodingConfig | None = None) -> list[SystemResult]:
     return evaluate(speech_llm_transcriber(model, setup.spec, decoding or DecodingConfig()), data_dir,
-                    manifests.split(","), max_batch=setup.max_batch * 2, limit=setup.eval_limit)
+                    manifests, max_batch=setup.max_batch * 2, limit=setup.eval_limit)
 
 
 def decode_all(model: SpeechLLM, stage: Stage, durations: Sequence[float], example: Callable[[int], Example],

@@ -9,9 +9,9 @@ warns about unknown names). Each stage writes its executed notebook and outputs 
 stage whose `stage.json` records the same key (notebook code, parameters, the library's code, and the keys of the
 stages it reads: the data stage and any stage a parameter names) is skipped. While a stage runs, a line every few
 minutes gives its elapsed time and, from its last recorded wall time, what is left. `--from` needs every stage the
-chosen ones read recorded with its current key, and a checkpoint another profile writes must exist; a stage starts
-only when the manifests it names validate, audio included. The run ends with `<out>/<profile>/summary.json`,
-`summary.md` and `claims.png`.
+chosen ones read recorded with its current key, and a checkpoint another profile writes must exist; a stage after
+the data stage starts only when the manifests it names validate, audio included. The run ends with
+`<out>/<profile>/summary.json`, `summary.md` and `claims.png`.
 """
 
 from __future__ import annotations
@@ -130,8 +130,9 @@ def validate(stage: Stage) -> None:
             close = [d for d in defaults if d.lower().replace("_", "") == name.lower().replace("_", "")]
             problems.append(f"unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         elif not _same_type(defaults[name], value):
+            hint = " (a YAML list: [a, b])" if isinstance(defaults[name], list) and isinstance(value, str) else ""
             problems.append(f"{name!r} should be {type(defaults[name]).__name__} like its default "
-                            f"{defaults[name]!r}, got {value!r}")
+                            f"{defaults[name]!r}, got {value!r}{hint}")
     if problems:
         raise ParameterError(f"{stage.name}: " + "; ".join(problems))
 
@@ -141,6 +142,9 @@ def _same_type(default: object, value: object) -> bool:
         return True
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return True
+    if isinstance(default, list) and isinstance(value, list) and default:
+        # items like the default's: beam sizes [8, 10], not ["8", "10"]
+        return all(_same_type(default[0], item) for item in value)
     return type(default) is type(value)
 
 
@@ -273,7 +277,8 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
         if not force and recorded_key(stage_dir) == key:
             log(f"{prefix}: outputs exist for these parameters, skipped (--force reruns)")
             continue
-        check_data(stage, parameters, data_dir, validated)
+        if number > 1:  # the first stage writes the benchmark: its manifests do not exist before it runs
+            check_data(stage, parameters, data_dir, validated)
         log(f"{prefix}: running (elapsed {time.perf_counter() - started:.0f} s)")
         marker.unlink(missing_ok=True)  # a failed rerun must not look finished
         stage_dir.mkdir(parents=True, exist_ok=True)
@@ -395,13 +400,14 @@ def checkpoint_producer(value: object) -> tuple[str, str] | None:
 
 
 def check_data(stage: Stage, parameters: dict, data_dir: Path, validated: dict[Path, list[str]]) -> None:
-    """The manifests a stage names (its `*manifest` and `*manifests` parameters: names in the data folder) must
-    validate, audio samples included, before the stage touches them; each is checked once per run."""
+    """The manifests a stage names (its `*manifest` parameters, a name, and `*manifests` parameters, a list of names:
+    files in the data folder) must validate, audio samples included, before the stage touches them; each is checked
+    once per run."""
     from speechkit.data.manifest import check_manifest  # imported here: `run --help` should not wait for it
 
     values = {**declared_parameters(stage.notebook), **parameters}
-    paths = [data_dir / f"{name.strip()}.jsonl" for key, value in values.items()
-             if re.search(r"manifests?$", key) and isinstance(value, str) for name in value.split(",") if name.strip()]
+    paths = [data_dir / f"{name}.jsonl" for key, value in values.items() if re.search(r"manifests?$", key)
+             for name in ([value] if isinstance(value, str) else value)]
     for path in paths:
         if path not in validated:
             validated[path] = [str(problem) for problem in check_manifest(path)]

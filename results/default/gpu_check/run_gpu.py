@@ -23,7 +23,7 @@ minutes = [float(m) for m in sys.argv[4:7]]
 started = time.time()
 report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
           "torch": torch.__version__, "stages": []}
-common = dict(projector_hidden=1024, train_manifests="source_train", eval_manifests="source_dev", max_batch=16,
+common = dict(projector_hidden=1024, train_manifests=["source_train"], eval_manifests=["source_dev"], max_batch=16,
               batch_seconds=60.0)
 # the default profile's learning rates and warm-ups (notebooks/params/default/1x_*.yaml); budgets in minutes here
 plans = [(1, dict(encoder=str(models / "whisper-tiny.en"), llm=str(models / "smollm2")), 1e-3, 20, True),
@@ -43,7 +43,7 @@ for (stage, init, lr, warmup, evaluate), budget in zip(plans, minutes, strict=Tr
            "device_of_model": str(next(model.parameters()).device)}
     if evaluate:
         t = time.time()
-        result = evaluate_speech_llm(model, setup, data, "source_dev", DecodingConfig(max_new_tokens=100))[0]
+        result = evaluate_speech_llm(model, setup, data, ["source_dev"], DecodingConfig(max_new_tokens=100))[0]
         row.update(dev_wer=result.wer.rate, dev_wer_ci=[result.wer.interval.low, result.wer.interval.high],
                    eval_seconds=round(time.time() - t, 1),
                    examples=[{"ref": r, "hyp": h} for r, h in list(zip(result.references, result.hypotheses))[:6]])
