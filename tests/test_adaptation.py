@@ -1,19 +1,56 @@
 import json
+import re
 
 import pytest
 import torch
 
+from speechkit.core.results import from_params
 from speechkit.data.manifest import Context, Hypothesis, read_manifest
 from speechkit.engine.adaptation import Labeled, finetune, pool_label_error, read_pool
 from speechkit.engine.training import TrainConfig
-from speechkit.llm_reward.reward import LLMRewardModel, context_text
+from speechkit.llm_reward.reward import LLMRewardConfig, LLMRewardModel, context_text
 from speechkit.models import asr
 from speechkit.models.freezing import freeze_except
 from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
-from speechkit.rehear.refinement import SILENCE, refine, refiner_example, round_history
+from speechkit.rehear.refinement import SILENCE, ReHearConfig, refine, refiner_example, round_history
 
 CONTEXT = Context("Clinical dictation: prescriptions, dosages, diagnoses, referrals.",
                   ("pneumonemia", "mebendazole", "nebivolol", "insulinoma"))
+
+
+def test_the_method_configs_build_from_notebook_parameters_with_their_defaults():
+    rehear = from_params(ReHearConfig, {"round": 2, "previous_round": "20_rehear", "filter": "confidence",
+                                        "asr": "pkg:whisper-tiny.en", "max_steps": 4})  # not its options: ignored
+    assert (rehear.round, rehear.previous_round, rehear.filter) == (2, "20_rehear", "confidence")
+    assert rehear.max_change == 0.5
+    assert ReHearConfig() == ReHearConfig(1, "", "agreement", 0.5, -1.0, 16, 0.0005, 2)
+    assert LLMRewardConfig() == LLMRewardConfig("log_likelihood", 8, 1.0, 4)
+    assert from_params(LLMRewardConfig, {"score": "rating", "nbest": 4, "beta": 0.04}).score == "rating"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"filter": "vote"}, "unknown filter 'vote'; choose one of none, agreement, confidence"),
+    ({"round": 0}, "round must be 1 or more"),
+    ({"round": 2}, "round 2 with previous_round '': round 1 starts from the pretrained models"),
+    ({"previous_round": "20_rehear"}, "round 1 with previous_round '20_rehear'"),
+    ({"source_limit": 0}, "source_limit >= 1"),
+    ({"refiner_steps": 0}, "refiner_steps >= 1"),
+    ({"max_change": -0.1}, "max_change >= 0"),
+])
+def test_rehear_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ReHearConfig(**changes)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"score": "perplexity"}, "unknown LLM score 'perplexity'; choose one of log_likelihood, rating"),
+    ({"nbest": 0}, "nbest >= 1"),
+    ({"rescoring_weight": -1.0}, "rescoring_weight >= 0"),
+    ({"prompts_per_step": 0}, "prompts_per_step >= 1"),
+])
+def test_llm_reward_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        LLMRewardConfig(**changes)
 
 
 def test_the_pool_is_unlabeled_and_a_labeled_pool_is_refused(smoke_benchmark, tmp_path):

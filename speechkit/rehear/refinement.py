@@ -29,6 +29,31 @@ FILTERS = ("none", "agreement", "confidence")
 SILENCE = np.zeros(8_000, np.float32)  # the text-only ablation's "audio": half a second of nothing
 
 
+@dataclass(frozen=True)
+class ReHearConfig:
+    """ReHear's options (seed 000): the pseudo-label round, the filter on refined labels, the refiner's training."""
+    round: int = 1                        # the pseudo-label round
+    previous_round: str = ""              # round k > 1: the stage of round k - 1, whose ASRs and refiners continue
+    filter: str = "agreement"             # which refined labels are kept: one of FILTERS (see `refine`)
+    max_change: float = 0.5               # agreement: at most this WER between hypothesis and refinement
+    min_score: float = -1.0               # confidence: at least this mean log-probability per token
+    source_limit: int = 16                # labeled source utterances: the refiner's training data and the ASR's replay
+    refiner_learning_rate: float = 0.0005
+    refiner_steps: int = 2                # refiner training steps (round 1; later rounds keep its refiners)
+
+    def __post_init__(self):
+        if self.filter not in FILTERS:
+            raise ValueError(f"unknown filter {self.filter!r}; choose one of {', '.join(FILTERS)}")
+        if self.round < 1:
+            raise ValueError(f"round must be 1 or more, got {self.round}")
+        if (self.round > 1) != bool(self.previous_round):
+            raise ValueError(f"round {self.round} with previous_round {self.previous_round!r}: round 1 starts from "
+                             "the pretrained models (no previous_round), round k > 1 names the stage of round k - 1")
+        if self.max_change < 0 or self.source_limit < 1 or self.refiner_steps < 1 or self.refiner_learning_rate <= 0:
+            raise ValueError(f"max_change >= 0, source_limit >= 1, refiner_steps >= 1 and refiner_learning_rate > 0 "
+                             f"needed: {self}")
+
+
 def refiner_context(hypothesis: str, utterance: Utterance) -> str:
     """What the refiner reads besides the audio: the domain (when known) and the ASR's hypothesis."""
     domain = f"{utterance.context.description} " if utterance.context else ""
