@@ -1,4 +1,4 @@
-"""Evaluation helpers: paired difference rows between two systems' results."""
+"""Evaluation helpers: paired difference rows between two systems' results, and the plots of rates and rewards."""
 
 import pytest
 
@@ -46,3 +46,15 @@ def test_plot_rates_puts_the_papers_figure_beside_the_measured_bar():
 def test_evaluate_refuses_a_bare_string_of_manifests():
     with pytest.raises(ValueError, match=r"manifests must be a non-empty list of names.*not 'source_dev'"):
         evaluate(lambda utterances, audios: [], "data_manifests/smoke", "source_dev")
+
+
+def test_plot_rewards_draws_each_reward_and_the_kl_beside_them_when_logged():
+    from speechkit.engine.training import TrainLog
+    from speechkit.ui.display import plot_rewards
+
+    parts = [{"reward accuracy": 0.2 * s, "reward format": 1.0, "kl": 0.01 * s} for s in range(1, 4)]
+    rewards, kl = plot_rewards(TrainLog(step=[1, 2, 3], loss=[0.0] * 3, parts=parts)).axes
+    assert sorted(line.get_label() for line in rewards.lines) == ["accuracy", "format"]
+    assert list(kl.lines[0].get_ydata()) == pytest.approx([0.01, 0.02, 0.03])
+    without_kl = [{k: v for k, v in p.items() if k != "kl"} for p in parts]
+    assert len(plot_rewards(TrainLog(step=[1, 2, 3], loss=[0.0] * 3, parts=without_kl)).axes) == 1

@@ -138,14 +138,20 @@ def highlight_errors(reference: str, hypothesis: str, language: str) -> str:
 
 
 def plot_rewards(log, title: str = "rewards during RL") -> plt.Figure:
-    """Each reward's mean over the rollouts per logged step (the `reward <name>` parts a `grpo.GRPOStep` logs)."""
+    """Each reward's mean over the rollouts per logged step (the `reward <name>` parts a `grpo.GRPOStep` logs), and
+    beside it the KL to the reference model where the loop logged it (`beta` > 0)."""
     if not isinstance(log, TrainLog):
         log = read_log(log)
-    figure, axes = plt.subplots(figsize=(7, 3.5))
-    for name in [k for k in (log.parts[0] if log.parts else {}) if k.startswith("reward ")]:
-        axes.plot(log.step, [p[name] for p in log.parts], label=name.removeprefix("reward "))
-    axes.set(xlabel="step", ylabel="mean over the rollouts", title=title)
-    axes.legend(fontsize=8)
+    parts = log.parts[0] if log.parts else {}
+    figure, axes = plt.subplots(1, 2 if "kl" in parts else 1, figsize=(11 if "kl" in parts else 7, 3.5),
+                                squeeze=False)
+    for name in [k for k in parts if k.startswith("reward ")]:
+        axes[0, 0].plot(log.step, [p[name] for p in log.parts], label=name.removeprefix("reward "))
+    axes[0, 0].set(xlabel="step", ylabel="mean over the rollouts", title=title)
+    axes[0, 0].legend(fontsize=8)
+    if "kl" in parts:
+        axes[0, 1].plot(log.step, [p["kl"] for p in log.parts])
+        axes[0, 1].set(xlabel="step", ylabel="KL per token", title="distance from the reference model")
     figure.tight_layout()
     return figure
 
