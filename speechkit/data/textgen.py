@@ -1,4 +1,5 @@
-"""The text of the embedded benchmark: real sentences for the source domain, entity-rich target domains, other languages.
+"""The text of the embedded benchmark: real sentences for the source domain, entity-rich target domains, other
+languages.
 
 - the general (source) domain is real text: Brown corpus sentences (`speechkit.data.corpora`), in disjoint partitions;
 - the target domains are templates of clinical dictation and earnings calls whose `{slot}` fields are filled from
@@ -136,7 +137,8 @@ class SentencePool:
 
 
 def partition_sentences(sentences: Sequence[str], seed: int) -> dict[str, tuple[str, ...]]:
-    """Each sentence to one partition by a seeded hash of its text (stable when the corpus grows), seeded order within."""
+    """Each sentence to one partition by a seeded hash of its text (stable when the corpus grows), seeded order
+    within."""
     bounds, total = [], 0
     for name, share in PARTITION_SHARES.items():
         total += share

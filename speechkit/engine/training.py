@@ -222,12 +222,6 @@ def parameters_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def trainable_summary(model: torch.nn.Module) -> dict[str, int]:
-    """Parameter counts: trainable and total (what a stage's configuration actually unfroze)."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
-
-
 def training_metrics(log: TrainLog, prefix: str = "") -> list[Metric]:
     """Steps and minutes a run trained (a wall-clock budget gives fewer steps on a loaded machine: keep both)."""
     return [Metric(f"{prefix}training steps", log.steps, unit="count"),

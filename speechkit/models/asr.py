@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperConfig, WhisperForConditionalGeneration
+from transformers import (AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperConfig,
+                          WhisperForConditionalGeneration)
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 

