@@ -53,7 +53,8 @@ def test_completion_mask_keeps_the_end_token_and_nothing_after():
 
 
 def test_invalid_configurations_are_refused():
-    for bad in ({"loss_type": "ppo"}, {"scale_rewards": "batch"}, {"num_generations": 1}, {"temperature": 0}):
+    for bad in ({"loss_type": "ppo"}, {"scale_rewards": "batch"}, {"num_generations": 1}, {"temperature": 0},
+                {"rollout": "greedy"}):
         with pytest.raises(ValueError):
             GRPOConfig(**bad)
 
@@ -180,3 +181,27 @@ def test_speech_and_whisper_policies_score_their_own_samples(tiny_checkpoints):
         assert torch.isfinite(log_probs[rollout.completion_mask.bool()]).all()
         (log_probs * rollout.completion_mask).sum().backward()
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_beam_rollouts_are_a_groups_distinct_top_beams_every_time(tiny_checkpoints):
+    from speechkit.models.asr import load_asr
+
+    whisper_path, llm_path = tiny_checkpoints
+    config = GRPOConfig(num_generations=3, max_completion_length=5, rollout="beam")
+    assert config.scoring_temperature == 1.0 and GRPOConfig(temperature=0.5).scoring_temperature == 0.5
+    audio = [np.random.default_rng(i).normal(0, 0.1, 16_000 + 4000 * i).astype(np.float32) for i in range(2)]
+    torch.manual_seed(0)
+    speech = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper_path), str(llm_path), projector_hidden=32))
+    whisper, tokenizer = load_asr(str(whisper_path))
+    cases = [(SpeechLLMPolicy(STAGES[3]), speech, [Example(a, "en") for a in audio]),
+             (WhisperPolicy(tokenizer), whisper, [AudioPrompt(a, "en") for a in audio])]
+    for policy, model, prompts in cases:
+        model.eval()
+        with torch.no_grad():
+            first, again = (policy.sample(model, prompts, config) for _ in range(2))
+        assert torch.equal(first.completion_ids, again.completion_ids)  # search, not sampling
+        for group in range(len(prompts)):
+            rows = [tuple((ids * mask).tolist()) for ids, mask in zip(first.completion_ids[3 * group:3 * group + 3],
+                                                                     first.completion_mask[3 * group:3 * group + 3],
+                                                                     strict=True)]
+            assert len(set(rows)) == 3

@@ -26,6 +26,7 @@ import torch
 RewardFunction = Callable[..., list[float]]
 LOSS_TYPES = ("dr_grpo", "grpo")
 SCALE_REWARDS = ("none", "group")
+ROLLOUTS = ("sample", "beam")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class GRPOConfig:
     max_completion_length: int = 64   # the rollouts' length limit, and Dr. GRPO's constant normaliser
     epsilon: float = 0.2              # ratio clipping (one update per rollout: the ratio is 1; kept for TRL parity)
     use_bias_correction_kl: bool = True  # KL x ratio (TRL's default): the unbiased reverse-KL gradient on-policy too
+    rollout: str = "sample"           # "sample" (multinomial at `temperature`) or "beam": the group is beam search's
+                                      # top `num_generations` beams (Seewo's RLVR used both)
 
     def __post_init__(self):
         if self.loss_type not in LOSS_TYPES:
@@ -46,8 +49,23 @@ class GRPOConfig:
             raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, not {self.scale_rewards!r}")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages are relative to the group")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"rollout must be one of {ROLLOUTS}, not {self.rollout!r}")
         if self.temperature <= 0 or self.beta < 0 or self.max_completion_length < 1:
             raise ValueError(f"invalid GRPO configuration: {self}")
+
+    @property
+    def scoring_temperature(self) -> float:
+        """The temperature log-probabilities are taken at: the sampling one (as TRL does), 1 for beam rollouts."""
+        return self.temperature if self.rollout == "sample" else 1.0
+
+    def generation_options(self) -> dict[str, Any]:
+        """`generate` arguments that roll out a group of `num_generations` completions per prompt."""
+        if self.rollout == "beam":
+            return dict(do_sample=False, num_beams=self.num_generations, num_return_sequences=self.num_generations,
+                        temperature=None, top_k=None, top_p=None)
+        return dict(do_sample=True, temperature=self.temperature, top_k=None, top_p=None,
+                    num_return_sequences=self.num_generations)
 
 
 @dataclass
@@ -179,9 +197,9 @@ class GRPOStep:
         ref = None
         if config.beta:
             with torch.no_grad(), swapped(self.trainable, self.reference):
-                ref = self.policy.log_probs(model, prompts, rollout, config.temperature)
+                ref = self.policy.log_probs(model, prompts, rollout, config.scoring_temperature)
         model.train()
-        log_probs = self.policy.log_probs(model, prompts, rollout, config.temperature)
+        log_probs = self.policy.log_probs(model, prompts, rollout, config.scoring_temperature)
         mask = rollout.completion_mask.to(log_probs.device)
         loss, loss_parts = policy_loss(log_probs, ref, advantages.to(log_probs.device), mask, config)
         return loss, {**parts, **loss_parts, "reward": rewards.mean().item(),

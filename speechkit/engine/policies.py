@@ -1,7 +1,8 @@
 """The kit's two GRPO policies (`speechkit.engine.grpo.Policy`): the speech LLM (Seewo's RLVR) and Whisper (Ling & Ye).
 
-Both sample `num_generations` completions per prompt in one `generate` call and score given completions with one
-teacher-forced forward pass; log-probabilities are taken at the sampling temperature, as TRL does.
+Both roll out `num_generations` completions per prompt in one `generate` call (sampled, or the top beams) and score
+given completions with one teacher-forced forward pass; log-probabilities are taken at the sampling temperature, as
+TRL does (at 1 for beam rollouts).
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ class SpeechLLMPolicy:
         batch = model.build_inputs(prompts, self.stage, with_targets=False)
         tokenizer = model.tokenizer
         output = model.llm.generate(
-            inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"], do_sample=True,
-            temperature=config.temperature, top_k=None, top_p=None, num_return_sequences=config.num_generations,
-            max_new_tokens=config.max_completion_length, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id)
+            inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+            **config.generation_options(), max_new_tokens=config.max_completion_length,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         ids = output  # generating from embeddings returns the new tokens only
         mask = completion_mask(ids, tokenizer.eos_token_id)
         texts = [tokenizer.decode(row[m.bool()], skip_special_tokens=False).replace(tokenizer.eos_token, "").strip()
@@ -85,8 +85,7 @@ class WhisperPolicy:
         longest = max(len(p.audio) for p in prompts) / 16_000
         output = model.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=self._encode(model, prompts)), decoder_input_ids=prompt,
-            do_sample=True, temperature=config.temperature, top_k=None, top_p=None,
-            num_return_sequences=config.num_generations,
+            **config.generation_options(),
             max_new_tokens=min(config.max_completion_length, int(self.tokens_per_second * longest) + 8),
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
         ids = output[:, prompt.shape[1]:]
