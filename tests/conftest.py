@@ -3,6 +3,8 @@ import os
 # Tests share the machine with other work: one thread per process (oversubscription slows training 10-35x).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The tests build their inputs on the CPU: keep the loaders' models there on a GPU machine too.
+os.environ.setdefault("SPEECHKIT_DEVICE", "cpu")
 
 import pytest  # noqa: E402
 

@@ -188,7 +188,7 @@ def test_beam_rollouts_are_a_groups_distinct_top_beams_every_time(tiny_checkpoin
 
     whisper_path, llm_path = tiny_checkpoints
     config = GRPOConfig(num_generations=3, max_completion_length=5, rollout="beam")
-    assert config.scoring_temperature == 1.0 and GRPOConfig(temperature=0.5).scoring_temperature == 0.5
+    assert config.scoring_temperature == 1.0 and GRPOConfig(temperature=0.7).scoring_temperature == 0.7
     audio = [np.random.default_rng(i).normal(0, 0.1, 16_000 + 4000 * i).astype(np.float32) for i in range(2)]
     torch.manual_seed(0)
     speech = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper_path), str(llm_path), projector_hidden=32))

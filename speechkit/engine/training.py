@@ -117,7 +117,9 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     schedule; a resumed run calls it with the resumed step numbers). With `checkpoint_dir`, the loss curve is also
     rewritten there as CSV (`LOG_FILE`) at every logged step, so a long run can be watched and plotted as it trains.
     """
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    # train where the model was loaded (models.device): a model kept on the CPU must not move to a GPU
+    accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              cpu=next(model.parameters()).device.type == "cpu")
     start = parameters_digest(model) if checkpoint_dir else None
     torch.manual_seed(config.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]

@@ -1,6 +1,7 @@
 """Where loaded models run: the accelerator when there is one, so that decoding-only notebooks use a GPU too.
 
-`SPEECHKIT_DEVICE` overrides the choice (e.g. "cpu" on a GPU machine, or "cuda:1").
+`SPEECHKIT_DEVICE` overrides the choice: "cpu" on a GPU machine (training follows the model: see
+`speechkit.engine.training.train`); which GPU, `CUDA_VISIBLE_DEVICES` chooses.
 """
 
 from __future__ import annotations

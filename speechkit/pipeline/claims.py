@@ -94,7 +94,7 @@ CLAIMS = (
           "(medical test, relative change)", "-21% relative entity WER", -0.21, unit="relative",
           metric="30_llm_reward::entity WER relative change, RL minus self-training medical_test [en]"),
     Claim("Ling & Ye, seed 001", "abstract", "RL with an LLM reward lowers entity WER below self-training "
-          "(finance test, relative change)", "-21% relative entity WER", -0.21, unit="relative",
+          "(finance test, relative change)", "-21% relative entity WER (the abstract's one figure)", -0.21, unit="relative",
           metric="31_llm_reward_finance::entity WER relative change, RL minus self-training finance_test [en]"),
 )
 

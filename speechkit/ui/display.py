@@ -158,7 +158,7 @@ def plot_rewards(log, title: str = "rewards during RL") -> plt.Figure:
 
 def plot_rounds(history: dict[int, dict[str, float]], metric: str, systems: Sequence[str],
                 title: str = "WER by round") -> plt.Figure:
-    """One line per system over rounds (`rehear.round_history`): the metric `round {k} {system} {metric}`."""
+    """One line per system over rounds (`rehear.refinement.round_history`): the metric `round {k} {system} {metric}`."""
     figure, axes = plt.subplots(figsize=(6, 3.5))
     for system in systems:
         points = [(k, 100 * rows[f"round {k} {system} {metric}"]) for k, rows in history.items()
