@@ -15,7 +15,7 @@ THREADS ?= $(shell nproc 2>/dev/null || echo 1)
 export MPLBACKEND ?= Agg
 export TQDM_MININTERVAL ?= 10
 
-.PHONY: setup system-deps browser-deps debian-packages reproduce test speed clean-results
+.PHONY: setup system-deps browser-deps debian-packages reproduce test speed precision pretrain clean-results
 
 reproduce: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m speechkit run --profile $(PROFILE)
@@ -27,6 +27,16 @@ test: setup browser-deps
 speed: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.pipeline.speed --model results/$(PROFILE)/12_stage3_lora/checkpoint \
 	  --data data_manifests/$(PROFILE) --out results/$(PROFILE)/speed.json
+
+# What training precision costs here: a speech-LLM step in float32, in bf16 autocast and in the default ("auto"),
+# each in its own process (bf16 is emulated, and slower, on a CPU without AVX512_BF16 or AMX).
+precision: setup
+	test -f data_manifests/smoke/source_dev.jsonl || OMP_NUM_THREADS=1 $(BIN)/python -m speechkit run --profile smoke --to 00
+	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.pipeline.precision --data data_manifests/smoke
+
+# The kit's own speech LLM: the pretraining set, the recipe proxy and the long run (resumable; hours on a CPU).
+pretrain: setup
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m speechkit run --profile pretrain
 
 setup: system-deps $(VENV)/.installed $(CORPORA)/$(BROWN)
 

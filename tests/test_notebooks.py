@@ -42,7 +42,7 @@ def test_every_yaml_key_is_declared_with_its_type(params):
     assert set(settings) <= set(declared)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "default", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "pretrain", "default", "full"])
 def test_profiles_validate(profile):
     for stage in discover(profile):
         validate(stage)
@@ -73,6 +73,8 @@ def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
         assert (stage, "dev WER source_dev [en]") in names, stage
         assert (out / "smoke" / stage / "checkpoint" / "trained.safetensors").is_file()
     assert ("12_stage3_lora", "test stage 3 minus Whisper source_test [en]") in names
+    for variant in ("paper", "RMSNorm + CTC", "LoRA on the LLM from stage 1"):
+        assert ("02_pretrain_recipe", f"{variant}: dev loss at step 2") in names, variant
     assert SpeechLLM.load(out / "smoke" / "12_stage3_lora" / "checkpoint").config.stages == (
         "projector", "special tokens", "lora")
     assert "12_stage3_lora" in summary.read_text()

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from speechkit.data.features import log_mel
 from speechkit.data.manifest import read_manifest, read_nbest, write_manifest
 from speechkit.engine.decoding import DecodingConfig, cut_repetitions, decode, parse, strip_echo, to_nbest
 from speechkit.models.asr import encode
-from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
+from speechkit.models.speech_llm import KIT_TOKENS, STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def test_projector_gives_one_embedding_per_100_ms(tiny_checkpoints, kind):
     model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector=kind,
                                                             projector_hidden=32))
     audios = [np.zeros(32_000, np.float32), np.zeros(12_345, np.float32)]  # 2.0 s and 0.77 s
-    embeddings, lengths = model.embed_audio(audios)
+    embeddings, lengths = model.embed_audio([Example(a, "en") for a in audios])
     assert lengths.tolist() == [20, 8]  # 10 Hz: 200 mel frames -> 100 encoder frames -> 20; 77 -> 39 -> 8
     assert embeddings.shape == (2, 20, model.llm.config.hidden_size)
 
@@ -54,7 +56,7 @@ def test_audio_is_spliced_at_the_placeholder(model, batch):
     inputs = model.build_inputs(batch[:1], stage, with_targets=True)
     prompt = model.tokenizer(model.prompt_text(batch[0], stage), add_special_tokens=False).input_ids
     at = prompt.index(model.placeholder_id)
-    audio, [n_audio] = model.embed_audio([batch[0].audio])
+    audio, [n_audio] = model.embed_audio(batch[:1])
     embed = model.llm.get_input_embeddings()
     row = inputs["inputs_embeds"][0]
     torch.testing.assert_close(row[:at], embed(torch.tensor(prompt[:at])))
@@ -116,7 +118,11 @@ def test_each_stage_trains_exactly_its_parameters(model):
     assert trained() and all(name.startswith("projector.") for name in trained())
     model.start_stage(STAGES[2])
     assert {n.split(".")[0] for n in trained()} == {"projector", "llm"}
-    assert all(n.startswith("projector.") or "embed_tokens" in n or "lm_head" in n for n in trained())
+    rows = {n: p for n, p in model.named_parameters() if "trainable_tokens_delta" in n}
+    assert trained() == rows.keys() | {n for n in trained() if n.startswith("projector.")}
+    # only the kit's token rows, in the embeddings and in the LM head: not the whole matrix
+    assert {n.split(".")[-3] for n in rows} == {"embed_tokens", "lm_head"}
+    assert all(p.shape[0] == len(KIT_TOKENS) for p in rows.values())
     counts = model.start_stage(STAGES[3])
     lora = {n for n in trained() if "lora_" in n}
     assert trained() == lora | {n for n in trained() if n.startswith("projector.")}
@@ -222,3 +228,108 @@ def test_a_pattern_that_matches_nothing_warns_and_the_trainable_share_is_reporte
     assert counts["trainable"] == 0 and counts["trainable share"] == 0.0
     counts = model.start_stage(STAGES[1])
     assert 0 < counts["trainable share"] < 1
+
+
+def test_cached_encoder_frames_give_the_loss_the_audio_gives_while_the_encoder_is_frozen(model, batch):
+    """Stages 1-2 train on cached encoder outputs: the same loss; once the encoder trains (LoRA), audio is encoded."""
+    model.start_stage(STAGES[1])
+    hidden, lengths = model.encode_audio([e.audio for e in batch])
+    cached = [replace(e, frames=hidden[i, :lengths[i]].detach().numpy()) for i, e in enumerate(batch)]
+    torch.testing.assert_close(model.loss(cached, STAGES[1])[0], model.loss(batch, STAGES[1])[0])
+    wrong = [replace(e, frames=np.zeros_like(e.frames)) for e in cached]  # frames that are not the audio's
+    assert model.loss(wrong, STAGES[1])[0] != model.loss(batch, STAGES[1])[0]
+    model.start_stage(STAGES[3])  # LoRA on the encoder: the cache no longer holds what it computes
+    assert not model.encoder_frozen
+    torch.testing.assert_close(model.loss(wrong, STAGES[3])[0], model.loss(batch, STAGES[3])[0])
+
+
+def test_projector_norm_starts_audio_embeddings_at_the_llms_embedding_scale(tiny_checkpoints, batch):
+    whisper, llm = tiny_checkpoints
+    torch.manual_seed(0)
+    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32,
+                                                            projector_norm=True))
+    audio, lengths = model.embed_audio(batch[:2])
+    table_rms = model.llm.get_input_embeddings().weight.pow(2).mean().sqrt()
+    audio_rms = audio[0, :lengths[0]].pow(2).mean().sqrt()
+    torch.testing.assert_close(audio_rms, table_rms, rtol=1e-3, atol=1e-5)
+
+
+def test_the_ctc_loss_is_added_with_its_weight_and_reaches_only_the_projector(model, batch):
+    plain = STAGES[1]
+    with_ctc = replace(plain, ctc_weight=0.5)
+    model.start_stage(with_ctc)
+    base, _ = model.loss(batch, plain)
+    total, parts = model.loss(batch, with_ctc)
+    assert parts["ctc"] > 0
+    torch.testing.assert_close(total, base + 0.5 * torch.tensor(parts["ctc"]), rtol=1e-4, atol=1e-4)
+    total.backward()
+    assert model.projector.linear2.weight.grad is not None
+    with pytest.raises(ValueError, match="ctc_weight"):
+        Stage("x", ctc_weight=-1.0)
+
+
+def test_llm_only_lora_leaves_the_encoder_frozen_and_survives_save_and_load(tiny_checkpoints, batch, tmp_path):
+    from speechkit.models.speech_llm import LLM_LORA_TARGETS
+
+    whisper, llm = tiny_checkpoints
+    torch.manual_seed(0)
+    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+    early = replace(STAGES[1], lora_rank=4, lora_targets=LLM_LORA_TARGETS)
+    model.start_stage(early)
+    assert model.encoder_frozen and any("lora_" in n for n, p in model.llm.named_parameters() if p.requires_grad)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_()  # adapters that change the output
+    model.save(tmp_path)
+    loaded = SpeechLLM.load(tmp_path)
+    model.eval()
+    torch.testing.assert_close(loaded.loss(batch, early)[0], model.loss(batch, early)[0])
+
+
+def test_stage_2_saves_the_kit_token_rows_not_the_embedding_matrix_and_reloads_them(model, batch, tmp_path):
+    from safetensors.torch import load_file
+
+    model.start_stage(STAGES[1])
+    model.start_stage(STAGES[2])
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                parameter.add_(torch.randn_like(parameter))  # rows that moved in training
+    before, _ = model.loss(batch, STAGES[2])
+    model.save(tmp_path)
+    stored = load_file(str(tmp_path / "trained.safetensors"))
+    assert not any(name.endswith("embed_tokens.weight") or name.endswith("lm_head.weight") for name in stored)
+    assert all(tensor.shape[0] == len(KIT_TOKENS) for name, tensor in stored.items() if "trainable_tokens" in name)
+    loaded = SpeechLLM.load(tmp_path)
+    torch.testing.assert_close(loaded.loss(batch, STAGES[2])[0], before)
+    ids = model.tokenizer.convert_tokens_to_ids(["<transcribe>", "the"])
+    rows = loaded.llm.get_input_embeddings()(torch.tensor(ids))
+    base = model.llm.get_input_embeddings().base_layer(torch.tensor(ids))
+    assert not torch.equal(rows[0], base[0]) and torch.equal(rows[1], base[1])  # only the kit's rows changed
+
+
+def test_token_rows_are_merged_outside_training_and_give_the_same_outputs(model, batch):
+    """Merged (no copy of the whole matrix per forward) unless they train; merged or not, the same numbers."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    model.start_stage(STAGES[2])
+    layers = [m for m in model.llm.modules() if isinstance(m, TrainableTokensLayer)]
+    assert len(layers) == 2 and layers[0].base_layer.weight is not layers[1].base_layer.weight
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                parameter.add_(torch.randn_like(parameter))
+    model.train()
+    assert not any(layer.merged for layer in layers)
+    torch.manual_seed(0)
+    unmerged = model.llm.base_model.embed_tokens(torch.tensor([[1, 2, 3]])).detach()
+    ids = torch.tensor(model.tokenizer.convert_tokens_to_ids(list(KIT_TOKENS[:3])))
+    learning = model.llm.get_input_embeddings()(ids).detach()
+    model.eval()
+    assert all(layer.merged for layer in layers)
+    torch.testing.assert_close(model.llm.get_input_embeddings()(ids), learning)
+    torch.testing.assert_close(model.llm.base_model.embed_tokens(torch.tensor([[1, 2, 3]])), unmerged)
+    model.start_stage(STAGES[3])  # the rows no longer train: merged in training too
+    model.train()
+    assert all(layer.merged for layer in layers)

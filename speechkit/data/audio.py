@@ -63,6 +63,14 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RAT
         handle.write(wav_bytes(audio, sample_rate))
 
 
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """16-bit PCM as WAV or FLAC (lossless, about half the size), chosen by the file's suffix; written atomically."""
+    if Path(path).suffix.lower() != ".flac":
+        return write_wav(path, audio, sample_rate)
+    with atomic_open(path, "wb") as handle:
+        sf.write(handle, np.clip(audio, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+
+
 def peak_normalise(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:
     top = float(np.max(np.abs(audio))) if audio.size else 0.0
     return audio if top == 0 else (audio * (peak / top)).astype(np.float32)

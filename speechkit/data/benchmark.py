@@ -8,17 +8,20 @@ Layout of a benchmark folder (formats in data_manifests/README.md):
     conversations_{split}.jsonl              multi-speaker recordings; their turns in conversation_turns_{split}.jsonl,
     conversations_{split}.seglst.json/.rttm  references for meeteval (tcpWER/cpWER) and DER
     text_corpus.jsonl                        text-only corpus (what an LLM knows), no spoken sentence in it
-    audio/                                   16 kHz mono 16-bit WAV
+    audio/                                   16 kHz mono 16-bit WAV (or FLAC: `audio_format`)
     benchmark.json                           the config, statistics, content hash and generation time
 
 Every utterance draws its randomness from (seed, split, index), so a split's content does not depend on the size of
 any other split: the `pretrain` profile's larger training split leaves dev and test identical to `default`'s.
+Generation resumes: an interrupted run keeps the audio it wrote in `<root>.partial` and synthesises only the rest
+when it is rerun with the same configuration (the pretrain profile's 30+ hours take most of an hour on 2 cores).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import multiprocessing
 import shutil
 import time
@@ -28,13 +31,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm  # the text bar: it renders in JupyterLab and in papermill outputs alike
 
-from speechkit.core.fileio import sha256_file, write_json, write_jsonl, write_text
+from speechkit.core.fileio import atomic_open, sha256_file, write_json, write_jsonl, write_text
 from speechkit.core.results import Metric
 from speechkit.core.text import normaliser_for, words
 from speechkit.data import corpora
-from speechkit.data.audio import peak_normalise, write_wav
+from speechkit.data.audio import peak_normalise, write_audio, write_wav
 from speechkit.data.manifest import SAMPLE_RATE, Context, Conversation, Utterance, read_manifest, write_manifest
 from speechkit.data.synth import (Speaker, add_noise, augment, check_engines, draw_augmentation, make_noise,
                                   make_speakers, synthesize)
@@ -42,6 +46,8 @@ from speechkit.data.textgen import (MULTILINGUAL, TARGET_DOMAINS, Domain, Senten
                                     entity_lexicon)
 
 SPLITS_WITH_TEXT = ("train", "dev", "test")
+AUDIO_FORMATS = ("wav", "flac")
+PARTIAL_CONFIG = ".config.json"  # in `<root>.partial`: the configuration whose audio is there (resume only if equal)
 MAX_TURNS = 14  # turns per conversation (at least 6)
 
 
@@ -74,6 +80,7 @@ class BenchmarkConfig:
     context_entities: int = 8        # entity names in each target utterance's context (its own + distractors)
     text_corpus_factor: float = 25.0  # text-only corpus words per transcribed word
     workers: int = 2                 # synthesis processes
+    audio_format: str = "wav"        # "wav" or "flac" (lossless, about half the size: the pretrain profile's 30+ h)
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
@@ -82,7 +89,7 @@ class BenchmarkConfig:
                 raise TypeError(f"BenchmarkConfig.{spec.name} must be a number, got {value!r}")
             if spec.type == "int" and not isinstance(value, int):
                 raise TypeError(f"BenchmarkConfig.{spec.name} must be an integer, got {value!r}")
-            if spec.name != "seed" and value < 0:
+            if spec.type in ("int", "float") and spec.name != "seed" and value < 0:
                 raise ValueError(f"BenchmarkConfig.{spec.name} must be >= 0, got {value}")
         for name in ("source_train", "source_test", "target_test", "train_speakers", "eval_speakers", "workers"):
             if getattr(self, name) < 1:
@@ -91,6 +98,8 @@ class BenchmarkConfig:
             raise ValueError("augment_probability is a probability in [0, 1]")
         if self.hibari_share + self.piper_share + self.flite_share > 1:
             raise ValueError("hibari_share + piper_share + flite_share exceed 1 (espeak-ng speaks the rest)")
+        if self.audio_format not in AUDIO_FORMATS:
+            raise ValueError(f"audio_format must be one of {AUDIO_FORMATS}, not {self.audio_format!r}")
         if self.snr_db_min > self.snr_db_max:
             raise ValueError(f"snr_db_min ({self.snr_db_min}) exceeds snr_db_max ({self.snr_db_max})")
 
@@ -112,14 +121,23 @@ def generate(config: BenchmarkConfig, root: str | Path, progress: bool = True) -
     """Generate the benchmark into `root`; returns the `benchmark.json` record.
 
     It is built in `<root>.partial` and moved into place only when complete, so an interrupted run leaves the
-    previous benchmark (or nothing) at `root`, never a mixture.
+    previous benchmark (or nothing) at `root`, never a mixture. Rerun with the same configuration, it keeps the
+    audio already written (there, or in the finished benchmark at `root`: each file is written atomically and its
+    content depends only on its seed) and synthesises the rest.
     """
     check_engines()
     started = time.perf_counter()
     final = Path(root)
     root = final.with_name(final.name + ".partial")
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    resumable = {"config": {k: v for k, v in dataclasses.asdict(config).items() if k != "workers"},
+                 "text_sources": corpora.sources()}
+    if not root.exists() and _recorded_inputs(final) == resumable:
+        final.rename(root)  # a rerun of the same configuration: keep its audio, rewrite and re-check the rest
+        write_json(root / PARTIAL_CONFIG, resumable)
+    if not (root / PARTIAL_CONFIG).is_file() or json.loads((root / PARTIAL_CONFIG).read_text()) != resumable:
+        shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / PARTIAL_CONFIG, resumable)
     domains = build_domains(config.seed)
     speakers = _speaker_pools(config)
     plans = _plan_utterances(config, domains, speakers)
@@ -140,6 +158,7 @@ def generate(config: BenchmarkConfig, root: str | Path, progress: bool = True) -
     manifests.update(_mix_conversations(conversations, synthesised, config, root))
 
     corpus_words = _write_text_corpus(config, domains, manifests, root)
+    (root / PARTIAL_CONFIG).unlink()  # complete: what identifies it now is benchmark.json
     record = {
         "config": dataclasses.asdict(config),
         "statistics": [dataclasses.asdict(row) for row in statistics(root)],
@@ -153,6 +172,15 @@ def generate(config: BenchmarkConfig, root: str | Path, progress: bool = True) -
     shutil.rmtree(final, ignore_errors=True)
     root.rename(final)
     return record
+
+
+def _recorded_inputs(root: Path) -> dict | None:
+    """The configuration (less `workers`) and text sources a finished benchmark at `root` was generated from."""
+    if not (root / "benchmark.json").is_file():
+        return None
+    record = json.loads((root / "benchmark.json").read_text())
+    return {"config": {k: v for k, v in record["config"].items() if k != "workers"},
+            "text_sources": record.get("text_sources")}
 
 
 def benchmark_metrics(record: dict) -> list[Metric]:
@@ -208,18 +236,28 @@ def _plan_utterances(config: BenchmarkConfig, domains: dict[str, Domain | Senten
                 for index in range(count):
                     key = _key(config.seed, f"{name}/{language}", index)
                     rng = np.random.default_rng(key)
-                    if isinstance(domain, SentencePool):
+                    if isinstance(domain, SentencePool) and name == "source_train":
+                        sentence = _training_sentence(domain, index)
+                    elif isinstance(domain, SentencePool):
                         sentence = domain.sentence(split, index)
                     else:
                         sentence = _unused(domain, rng, used)
                     used.add(sentence.text)
                     speaker = pool[rng.integers(len(pool))]
                     uid = f"{name}-{language}-{index:05d}" if group == "multilingual" else f"{name}-{index:05d}"
-                    utterance = _utterance(uid, f"audio/{name}/{uid}.wav", sentence, domain, speaker, split,
+                    utterance = _utterance(uid, f"audio/{name}/{uid}.{config.audio_format}", sentence, domain,
+                                           speaker, split,
                                            group, config, rng)
                     jobs.append(_Job(utterance, speaker, key, augment=True))
             plans[name] = jobs
     return plans
+
+
+def _training_sentence(pool: SentencePool, index: int) -> Sentence:
+    """The index-th labeled training sentence: the training partition, then (for a training set larger than it, the
+    pretrain profile's) the text-corpus partition - never a dev, test or conversation sentence."""
+    train = pool.partitions["train"]
+    return pool.sentence("train", index) if index < len(train) else pool.sentence("corpus", index - len(train))
 
 
 def _unused(domain: Domain, rng: np.random.Generator, used: set[str], tries: int = 200) -> Sentence:
@@ -280,17 +318,24 @@ def _plan_conversations(config: BenchmarkConfig, domains: dict[str, Domain | Sen
 
 def _synthesise_one(job: _Job, config: BenchmarkConfig, root: Path) -> tuple[str, float, dict]:
     rng = np.random.default_rng(job.rng_key)
-    audio = synthesize(job.speaker, job.utterance.text, seed=int(rng.integers(2 ** 31)))
-    record = {}
-    if job.augment:
-        augmentation = draw_augmentation(rng, config.augment_probability, (config.snr_db_min, config.snr_db_max))
+    voice_seed = int(rng.integers(2 ** 31))
+    augmentation = (draw_augmentation(rng, config.augment_probability, (config.snr_db_min, config.snr_db_max))
+                    if job.augment else None)
+    record = augmentation.record() if augmentation else {}
+    turn = root / "audio" / ".turns" / f"{job.utterance.id}.npy"
+    path = root / job.utterance.audio if job.utterance.conversation is None else turn
+    if path.is_file():  # written by an interrupted run of the same configuration (atomically): the same audio
+        seconds = sf.info(str(path)).frames / SAMPLE_RATE if path != turn else len(np.load(turn)) / SAMPLE_RATE
+        return job.utterance.id, seconds, record
+    audio = synthesize(job.speaker, job.utterance.text, seed=voice_seed)
+    if augmentation:
         babble = _babble(rng, config) if augmentation.noise == "babble" else None
         audio = augment(audio, augmentation, rng, babble)
-        record = augmentation.record()
-    if job.utterance.conversation is None:
-        write_wav(root / job.utterance.audio, audio)
-    else:  # turns are mixed into the conversation's file later
-        np.save(root / "audio" / ".turns" / f"{job.utterance.id}.npy", audio)
+    if path == turn:  # turns are mixed into the conversation's file later
+        with atomic_open(turn, "wb") as handle:
+            np.save(handle, audio)
+    else:
+        write_audio(path, audio)
     return job.utterance.id, len(audio) / SAMPLE_RATE, record
 
 
@@ -402,6 +447,7 @@ def to_rttm(turns: list[Utterance]) -> str:
 # -- text corpus --------------------------------------------------------------------------------------------------
 
 # Share of the text corpus per domain; the five languages split the last fifth.
+MAX_SPOKEN_DRAWS = 10_000  # a grammar draw that repeats a spoken sentence this many times in a row has none left
 CORPUS_SHARES = {"general": 0.4, "medical": 0.2, "finance": 0.2,
                  **{language: 0.2 / len(MULTILINGUAL) for language in MULTILINGUAL}}
 
@@ -426,11 +472,14 @@ def _write_text_corpus(config: BenchmarkConfig, domains: dict[str, Domain | Sent
         # real text: the corpus partition in order (all of it at most); a grammar: as many draws as the budget needs
         draws = (Sentence(text) for text in domain.partitions["corpus"]) if isinstance(domain, SentencePool) else (
             domain.sample(rng) for _ in iter(int, 1))
+        misses = 0  # consecutive draws of spoken sentences: a small grammar that a large split used up ends here
         for sentence in draws:
-            if written >= target:
+            if written >= target or misses >= MAX_SPOKEN_DRAWS:
                 break
             if sentence.text in spoken:
+                misses += 1
                 continue
+            misses = 0
             rows.append({"domain": domain.name, "language": domain.language, "text": sentence.text})
             written += len(sentence.text.split())
     write_jsonl(root / "text_corpus.jsonl", rows)

@@ -4,7 +4,7 @@ library side of the stage notebooks, the same code for every stage)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +15,14 @@ from speechkit.data.audio import load_utterance
 from speechkit.data.features import length_batches
 from speechkit.data.manifest import NBest, Utterance, read_manifest, write_manifest
 from speechkit.engine.decoding import Decoded, DecodingConfig, decode, to_nbest
+from speechkit.engine.encoder_cache import EncoderCache
 from speechkit.engine.evaluation import SystemResult, Transcriber, evaluate
 from speechkit.engine.training import TrainConfig, TrainLog, seed_everything, train
 from speechkit.metrics.scoring import Difference, paired_difference
 from speechkit.models.asr import load_asr
 from speechkit.models.asr import transcriber as asr_transcriber
-from speechkit.models.speech_llm import CHAT_TEMPLATE, STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
+from speechkit.models.speech_llm import (CHAT_TEMPLATE, LLM_LORA_TARGETS, STAGES, Example, SpeechLLM, SpeechLLMConfig,
+                                         Stage)
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,17 @@ class StageSetup:
     max_batch: int = 16
     eval_manifests: tuple[str, ...] = ("source_dev", "multilingual_dev")
     eval_limit: int = 0                         # utterances per evaluation manifest (0: all)
+    # Helpers that depart from the paper's recipe (all off by default; the pretraining chose among them by a proxy):
+    projector_norm: bool = False                # RMSNorm on the projector's output at the LLM's embedding scale
+    early_lora: int = 0                         # LoRA of this rank on the LLM (not the encoder) from this stage on
+    ctc_weight: float = 0.0                     # auxiliary CTC of the transcript from the audio embeddings
+    encoder_cache: bool = False                 # cache the frozen encoder's outputs beside the data (stages 1-2)
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {sorted(STAGES)}, got {self.stage}")
+        if self.early_lora < 0 or self.ctc_weight < 0:
+            raise ValueError(f"early_lora and ctc_weight must be >= 0: {self.early_lora}, {self.ctc_weight}")
         if not self.init and not (self.encoder and self.llm):
             raise ValueError("stage needs `init` (a saved speech LLM) or both `encoder` and `llm` checkpoints")
         for name in ("train_manifests", "eval_manifests"):  # notebooks give lists; frozen, so set the tuples
@@ -50,12 +59,16 @@ class StageSetup:
 
     @property
     def spec(self) -> Stage:
-        return STAGES[self.stage]
+        spec = STAGES[self.stage]
+        if self.early_lora and not spec.lora_rank:
+            spec = replace(spec, lora_rank=self.early_lora, lora_targets=LLM_LORA_TARGETS)
+        return replace(spec, ctc_weight=self.ctc_weight) if self.ctc_weight else spec
 
 
 # The paper's development-set WER/CER after each stage (Table 1), the claim each stage's dev rows are read against.
 PAPER_DEV_WER = {1: "paper: 24.32% after stage 1", 2: "paper: 18.99% after stage 2", 3: "paper: 15.48% after stage 3"}
 CHECKPOINT = "checkpoint"  # the folder every training stage saves its model to
+ENCODER_CACHE = "encoder_cache"  # beside the benchmark's manifests: frozen-encoder outputs (`StageSetup.encoder_cache`)
 
 
 def resolve_checkpoint(reference: str, output_dir: str | Path) -> str:
@@ -79,7 +92,7 @@ def build(setup: StageSetup, output_dir: str | Path) -> SpeechLLM:
     config = SpeechLLMConfig(encoder=resolve_checkpoint(setup.encoder, output_dir),
                              llm=resolve_checkpoint(setup.llm, output_dir), projector=setup.projector,
                              downsample=setup.downsample, projector_hidden=setup.projector_hidden,
-                             template=setup.template)
+                             projector_norm=setup.projector_norm, template=setup.template)
     return SpeechLLM.from_pretrained_parts(config)
 
 
@@ -89,12 +102,15 @@ def examples(utterances: Sequence[Utterance], audios: Sequence[np.ndarray], with
 
 
 def train_stage(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, data_dir: str | Path,
-                checkpoint: str | Path, progress: bool = True) -> TrainLog:
-    """Freeze/unfreeze as the stage says, train on the labeled manifests, save the model to `checkpoint`."""
+                checkpoint: str | Path, progress: bool = True,
+                on_step: Callable[[int], None] | None = None) -> TrainLog:
+    """Freeze/unfreeze as the stage says, train on the labeled manifests, save the model to `checkpoint`.
+    `on_step(step)` runs before each step (e.g. an evaluation every N steps)."""
     data_dir = Path(data_dir)
     utterances = [u for name in setup.train_manifests for u in read_manifest(data_dir / f"{name}.jsonl")]
     durations = [u.duration for u in utterances]
     stage = setup.spec
+    cache = EncoderCache(data_dir / ENCODER_CACHE, model) if setup.encoder_cache and model.encoder_frozen else None
 
     def batches(epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([train_config.seed, epoch])
@@ -102,9 +118,13 @@ def train_stage(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, 
 
     def loss(model, indices):
         batch = [utterances[i] for i in indices]
-        return model.loss(examples(batch, [load_utterance(u, data_dir) for u in batch], True), stage)
+        items = examples(batch, [load_utterance(u, data_dir) for u in batch], True)
+        if cache is not None:
+            items = [replace(e, frames=f) for e, f in zip(items, cache.frames(model, batch, [e.audio for e in items]),
+                                                           strict=True)]
+        return model.loss(items, stage)
 
-    log = train(model, batches, loss, train_config, checkpoint, progress)
+    log = train(model, batches, loss, train_config, checkpoint, progress, on_step)
     model.save(checkpoint)
     return log
 

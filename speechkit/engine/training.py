@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from speechkit.core.fileio import atomic_open
 from speechkit.core.results import Metric
+from speechkit.models.device import PRECISIONS, training_precision
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.csv"  # the loss curve, beside the checkpoint (committed with the results)
@@ -41,13 +42,15 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     log_every: int = 25
     seed: int = 0
-    mixed_precision: str = "bf16"   # "bf16" autocast (float32 master weights; ~1.6x faster on this CPU too) or "no"
+    # "auto": bf16 autocast where the hardware computes bf16 natively (CUDA, a CPU with AVX512_BF16 or AMX), float32
+    # elsewhere (emulated bf16 was 16-33x slower); "bf16" or "no" force it. Master weights are float32 either way.
+    mixed_precision: str = "auto"
 
     def __post_init__(self):
         if self.learning_rate <= 0 or self.max_steps < 1 or self.warmup_steps < 0 or self.max_minutes < 0:
             raise ValueError(f"invalid training configuration: {self}")
-        if self.mixed_precision not in ("bf16", "no"):
-            raise ValueError(f"mixed_precision must be 'bf16' or 'no', not {self.mixed_precision!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS}, not {self.mixed_precision!r}")
 
 
 @dataclass
@@ -61,6 +64,11 @@ class TrainLog:
     stopped_by: str = ""
     steps: int = 0                  # steps trained in all (a resumed run included); `step` ends at the last logged one
     minutes: float = 0.0            # wall clock of those steps
+    precision: dict[int, str] = field(default_factory=dict)  # first step -> "bf16" | "no" (a resume may change it)
+
+    @property
+    def last_precision(self) -> str:
+        return self.precision[max(self.precision)] if self.precision else ""
 
 
 def write_log(log: TrainLog, path: str | Path) -> None:
@@ -118,8 +126,13 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     rewritten there as CSV (`LOG_FILE`) at every logged step, so a long run can be watched and plotted as it trains.
     """
     # train where the model was loaded (models.device): a model kept on the CPU must not move to a GPU
-    accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                              cpu=next(model.parameters()).device.type == "cpu")
+    device_type = next(model.parameters()).device.type
+    precision = training_precision(config.mixed_precision, device_type)
+    # autocast is entered here around the whole loss (below), not by accelerate's `mixed_precision`: that wraps
+    # `model.forward` only (a loss through SpeechLLM.loss or a GRPO step ran in float32 under "bf16"), and it fixes
+    # one precision per process (a later run asking another one fails)
+    accelerator = Accelerator(mixed_precision="no", cpu=device_type == "cpu")
+    autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
     start = parameters_digest(model) if checkpoint_dir else None
     torch.manual_seed(config.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -145,6 +158,10 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
         torch.set_rng_state(saved["rng"])
         state = {**saved["state"], "log": TrainLog(**saved["state"]["log"])}
         print(f"resumed at step {state['step']}")
+        if state["log"].last_precision and state["log"].last_precision != precision:
+            # float32 master weights and optimizer either way: only the compute changes
+            print(f"precision {state['log'].last_precision} until step {state['step']}, {precision} from here "
+                  f"(mixed_precision {config.mixed_precision!r} on this machine)")
 
     def save():
         if path is None:
@@ -157,6 +174,8 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
                         "state": {**state, "log": asdict(state["log"])}}, handle)
 
     log: TrainLog = state["log"]
+    if log.last_precision != precision:
+        log.precision[state["step"]] = precision
     started = time.perf_counter() - state["elapsed"]
     last_save = time.perf_counter()
     window: list[tuple[float, dict[str, float]]] = []
@@ -177,7 +196,8 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
                 group["lr"] = rate
             if on_step is not None:
                 on_step(state["step"])
-            loss, parts = loss_fn(model, batch)
+            with autocast:
+                loss, parts = loss_fn(model, batch)
             accelerator.backward(loss)
             if config.grad_clip:
                 accelerator.clip_grad_norm_(parameters, config.grad_clip)

@@ -39,6 +39,24 @@ def standin_config(tokenizer: PreTrainedTokenizerFast, hidden: int = 384, layers
                        eos_token_id=tokenizer.eos_token_id)
 
 
+def target_loss(lm, attention_mask: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
+                **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted next-token cross-entropy over the target positions of a causal LM (labels -100 elsewhere):
+    (sum(w * CE) / sum(w), per-token CE). `inputs` are `input_ids` or `inputs_embeds` (and `position_ids`).
+
+    The LM head runs only where a target token is predicted: with a 49k vocabulary, logits for every prompt (and
+    audio) position cost more than the transformer itself."""
+    hidden = lm.base_model(attention_mask=attention_mask, **inputs).last_hidden_state[:, :-1]
+    labels = labels[:, 1:]
+    target = labels != -100
+    logits = lm.get_output_embeddings()(hidden[target]).float()
+    token_loss = F.cross_entropy(logits, labels[target], reduction="none")
+    if weights is None:
+        return token_loss.mean(), token_loss
+    weights = weights[:, 1:][target]
+    return (token_loss * weights).sum() / weights.sum().clamp(min=1e-8), token_loss
+
+
 def pack(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], block: int) -> torch.Tensor:
     """Texts joined by end-of-text tokens and cut into [n, block] rows (the usual LM pretraining packing)."""
     ids: list[int] = []

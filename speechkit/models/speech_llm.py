@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, inject_adapter_in_model
+from peft import LoraConfig, TrainableTokensConfig, inject_adapter_in_model
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
@@ -28,6 +30,7 @@ from speechkit.core.vocab import AUDIO_PLACEHOLDER, LANGUAGE_TOKENS, SPEECH_TOKE
 from speechkit.data.features import log_mel
 from speechkit.models.asr import WhisperASR, encode, padding_mask
 from speechkit.models.freezing import freeze_except
+from speechkit.models.lm import target_loss
 from speechkit.models.device import default_device
 from speechkit.models.model_import import local_or_hub
 
@@ -45,6 +48,10 @@ PROMPTS = {
 }
 # Attention projections of both the LLM and the Whisper encoder (a regex: both name them q_proj/k_proj/v_proj).
 LORA_TARGETS = r".*(llm|encoder).*\.(q_proj|k_proj|v_proj|o_proj|out_proj)$"
+LLM_LORA_TARGETS = r".*llm.*\.(q_proj|k_proj|v_proj|o_proj)$"  # the LLM's only: the encoder stays frozen (cacheable)
+# The LLM's input embeddings and LM head, whose rows for the kit's own tokens train (peft TrainableTokens)
+TOKEN_ROW_TARGETS = r"llm\.(.*\.)?(embed_tokens|lm_head)"
+KIT_TOKENS = (AUDIO_PLACEHOLDER, *SPEECH_TOKENS, *LANGUAGE_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,21 @@ class Stage:
     train: tuple[str, ...] = (r"^projector\.",)
     lora_rank: int = 0                 # 0: no adapters; stages after the first LoRA stage keep training them
     lora_alpha: int = 32
+    lora_targets: str = LORA_TARGETS   # which projections get adapters (a regex over module names)
+    # the rows of the kit's own tokens (<speech>, <LANG_xx>, <transcribe>, ...) in the LLM's embeddings and LM head
+    # train, every other row stays as pretrained (and the checkpoint holds those rows, not the 49k-row matrix)
+    token_rows: bool = False
     output_format: str = "plain"       # "plain": the transcript; "tagged": <LANG_xx> <transcribe> ... </transcribe>
     language_prompts: bool = False     # the prompt in the utterance's language instead of English
     think_weight: float = 1.0          # loss weight of <think> ... </think> tokens (prompt-loss weighting)
     action_weight: float = 1.0         # loss weight of a routing token (<internal>, <external>, <rewrite>)
+    # auxiliary CTC loss on the projector's output, scored against the LLM's own embedding table (0: none): the
+    # audio embeddings are pushed towards the embeddings of the words said, which the LLM already reads
+    ctc_weight: float = 0.0
 
     def __post_init__(self):
+        if self.ctc_weight < 0:
+            raise ValueError(f"ctc_weight must be >= 0, not {self.ctc_weight}")
         if self.output_format not in ("plain", "tagged"):
             raise ValueError(f"output_format must be 'plain' or 'tagged', not {self.output_format!r}")
         for pattern in self.train:
@@ -69,7 +85,7 @@ class Stage:
 # The paper's stages: 1-3 transcription, 4 chain-of-thought self-correction.
 STAGES = {
     1: Stage("projector", train=(r"^projector\.",)),
-    2: Stage("special tokens", train=(r"^projector\.", r"embed_tokens", r"lm_head"), output_format="tagged"),
+    2: Stage("special tokens", train=(r"^projector\.",), token_rows=True, output_format="tagged"),
     3: Stage("lora", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
     # CoT SFT and RLVR keep stage 3's adapters and format; the <think> weight is set per step (`cot.train_cot`)
     4: Stage("cot", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
@@ -83,10 +99,15 @@ class SpeechLLMConfig:
     projector: str = "conv"            # "conv": Conv1d + 2 Linear (the paper); "stack": frame stacking + 2 Linear
     downsample: int = 5                # encoder frames per audio embedding: 50 Hz / 5 = 10 Hz
     projector_hidden: int = 1024
+    # an RMSNorm on the projector's output, its gain started at the LLM's embedding RMS (as Ultravox does), so audio
+    # embeddings enter at the scale the LLM's own token embeddings have
+    projector_norm: bool = False
     template: str = "USER: {speech} {prompt} ASSISTANT:"  # the paper's "USER: <S> <P> ASSISTANT: <T>", or "chat"
     trained: tuple[str, ...] = ()      # every pattern trained so far (what `save` writes)
     lora_rank: int = 0
     lora_alpha: int = 32
+    lora_targets: str = LORA_TARGETS
+    token_rows: bool = False           # the kit's token rows of embeddings and LM head are trainable (stage 2 on)
     stages: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
@@ -99,7 +120,8 @@ class SpeechLLMConfig:
 class Projector(nn.Module):
     """Encoder frames -> LLM embeddings at 1/`downsample` of the frame rate (10 Hz from Whisper's 50 Hz by default)."""
 
-    def __init__(self, kind: str, encoder_dim: int, llm_dim: int, hidden: int, downsample: int):
+    def __init__(self, kind: str, encoder_dim: int, llm_dim: int, hidden: int, downsample: int,
+                 output_rms: float | None = None):
         super().__init__()
         self.kind, self.downsample = kind, downsample
         if kind == "conv":
@@ -109,6 +131,10 @@ class Projector(nn.Module):
             first = encoder_dim * downsample
         self.linear1 = nn.Linear(first, hidden)
         self.linear2 = nn.Linear(hidden, llm_dim)
+        self.norm = None
+        if output_rms is not None:
+            self.norm = nn.RMSNorm(llm_dim)
+            nn.init.constant_(self.norm.weight, output_rms)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[batch, frames, encoder_dim] -> ([batch, ceil(frames / k), llm_dim], valid lengths).
@@ -122,7 +148,8 @@ class Projector(nn.Module):
             hidden = self.conv(frames.transpose(1, 2)).transpose(1, 2)
         else:
             hidden = frames.reshape(frames.shape[0], frames.shape[1] // k, -1)
-        return self.linear2(F.relu(self.linear1(hidden))), (lengths + k - 1) // k
+        output = self.linear2(F.relu(self.linear1(hidden)))
+        return output if self.norm is None else self.norm(output), (lengths + k - 1) // k
 
 
 @dataclass(frozen=True)
@@ -134,6 +161,7 @@ class Example:
     think: str | None = None           # optional reasoning placed in <think> ... </think> before the transcript
     context: str | None = None         # optional text placed before the prompt (e.g. previous utterances)
     action: str | None = None          # optional routing token emitted first: "internal", "external" or "rewrite"
+    frames: np.ndarray | None = None   # the frozen encoder's output for `audio` [frames, d_model], if cached
 
 
 class SpeechLLM(nn.Module):
@@ -142,8 +170,10 @@ class SpeechLLM(nn.Module):
         super().__init__()
         self.config, self.tokenizer, self.n_mels = config, tokenizer, n_mels
         self.encoder, self.llm = encoder, llm
+        embedding_rms = float(llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
         self.projector = Projector(config.projector, encoder.config.d_model, llm.config.hidden_size,
-                                   config.projector_hidden, config.downsample)
+                                   config.projector_hidden, config.downsample,
+                                   embedding_rms if config.projector_norm else None)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER)
 
     # -- building and persistence ----------------------------------------------------------------------------
@@ -156,27 +186,66 @@ class SpeechLLM(nn.Module):
         whisper = WhisperASR.from_pretrained(encoder, dtype=dtype)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(llm_path)
-        missing = [t for t in (AUDIO_PLACEHOLDER, *SPEECH_TOKENS, *LANGUAGE_TOKENS) if t not in tokenizer.get_vocab()]
+        missing = [t for t in KIT_TOKENS if t not in tokenizer.get_vocab()]
         if missing:  # a real chat LLM: add the tokens and rows for them (learnt in stage 2)
             tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
             llm.resize_token_embeddings(len(tokenizer))
         model = cls(config, whisper.model.encoder, llm, tokenizer, whisper.config.num_mel_bins)
+        if config.token_rows:
+            model._inject_token_rows()
         if config.lora_rank:
-            model._inject_lora(config.lora_rank, config.lora_alpha)
+            model._inject_lora(config.lora_rank, config.lora_alpha, config.lora_targets)
         return model.to(dtype).to(device or default_device())
 
-    def _inject_lora(self, rank: int, alpha: int) -> None:
-        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05,
-                                           target_modules=LORA_TARGETS), self)
+    def _inject_token_rows(self) -> None:
+        output, embeddings = self.llm.get_output_embeddings(), self.llm.get_input_embeddings()
+        if output.weight is embeddings.weight:
+            # tied (SmolLM2): embeddings and head each learn their own rows, and each is merged into its own
+            # matrix outside training (one shared matrix would take the second merge's rows for both)
+            output.weight = nn.Parameter(output.weight.detach().clone(), requires_grad=False)
+            self.llm.config.tie_word_embeddings = False
+        ids = self.tokenizer.convert_tokens_to_ids(list(KIT_TOKENS))
+        self._inject(TrainableTokensConfig(token_indices=ids, target_modules=TOKEN_ROW_TARGETS), "token_rows")
+
+    def train(self, mode: bool = True) -> "SpeechLLM":
+        super().train(mode)
+        self._sync_token_rows()
+        return self
+
+    def _sync_token_rows(self) -> None:
+        """The kit's token rows merged into the LLM's matrices unless they are training: unmerged, every forward
+        copies the 49k-row matrix (decoding measured 1.95x slower)."""
+        for module in self.llm.modules():
+            if isinstance(module, TrainableTokensLayer):
+                learning = self.training and any(p.requires_grad for p in module.trainable_tokens_delta.parameters())
+                if learning and module.merged:
+                    module.unmerge()
+                elif not learning and not module.merged:
+                    module.merge()
+
+    def _inject_lora(self, rank: int, alpha: int, targets: str) -> None:
+        self._inject(LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.05, target_modules=targets), "default")
+
+    def _inject(self, config, name: str) -> None:
+        """peft adapters of two kinds in one model (token rows, LoRA), each under its own adapter name."""
+        with warnings.catch_warnings():  # peft warns that a second kind joins the first: that is the intent
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            inject_adapter_in_model(config, self, adapter_name=name)
 
     def start_stage(self, stage: Stage) -> dict[str, int]:
         """Freeze everything but what `stage` trains (adding LoRA adapters if it asks); returns parameter counts."""
         config = self.config
         if stage.lora_rank and not config.lora_rank:
-            self._inject_lora(stage.lora_rank, stage.lora_alpha)
-            config = replace(config, lora_rank=stage.lora_rank, lora_alpha=stage.lora_alpha)
-        patterns = stage.train + ((r"lora_",) if config.lora_rank else ())
+            self._inject_lora(stage.lora_rank, stage.lora_alpha, stage.lora_targets)
+            config = replace(config, lora_rank=stage.lora_rank, lora_alpha=stage.lora_alpha,
+                             lora_targets=stage.lora_targets)
+        if stage.token_rows and not config.token_rows:
+            self._inject_token_rows()
+            config = replace(config, token_rows=True)
+        patterns = stage.train + ((r"lora_",) if config.lora_rank else ()) + (
+            (r"trainable_tokens_delta",) if stage.token_rows else ())
         counts = freeze_except(self, patterns, f"stage {stage.name!r}")
+        self._sync_token_rows()
         self.config = replace(config, trained=tuple(dict.fromkeys(config.trained + patterns)),
                               stages=config.stages + (stage.name,))
         return counts
@@ -233,10 +302,27 @@ class SpeechLLM(nn.Module):
             spans.append((f" <think> {example.think} </think>", stage.think_weight))
         return spans + [(f" <transcribe> {example.target} </transcribe>{eos}", 1.0)]
 
-    def embed_audio(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def encoder_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.encoder.parameters())
+
+    def encode_audio(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's hidden states [batch, frames, d_model] and their valid lengths."""
         features, frame_lengths = log_mel(audios, self.n_mels)
         device = self.projector.linear1.weight.device
-        hidden, lengths = encode(self.encoder, features.to(device), frame_lengths.to(device))
+        return encode(self.encoder, features.to(device), frame_lengths.to(device))
+
+    def embed_audio(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio embeddings [batch, tokens, llm_dim] and lengths; cached encoder frames are used while the encoder
+        is frozen (an utterance's encoding does not depend on its batch, so they are what it would compute)."""
+        if self.encoder_frozen and all(e.frames is not None for e in examples):
+            device = self.projector.linear1.weight.device
+            lengths = torch.tensor([len(e.frames) for e in examples], device=device)
+            hidden = torch.zeros(len(examples), int(lengths.max()), examples[0].frames.shape[-1], device=device)
+            for i, e in enumerate(examples):
+                hidden[i, :len(e.frames)] = torch.from_numpy(np.asarray(e.frames, np.float32))
+        else:
+            hidden, lengths = self.encode_audio([e.audio for e in examples])
         return self.projector(hidden, lengths)
 
     def build_inputs(self, examples: Sequence[Example], stage: Stage, with_targets: bool) -> dict[str, torch.Tensor]:
@@ -244,7 +330,7 @@ class SpeechLLM(nn.Module):
 
         The placeholder token is replaced by the utterance's audio embeddings; left padding makes the last
         position of every row its prompt's end, which is what batched generation needs."""
-        audio, audio_lengths = self.embed_audio([e.audio for e in examples])
+        audio, audio_lengths = self.embed_audio(examples)
         embed = self.llm.get_input_embeddings()
         rows, labels, weights = [], [], []
         for i, example in enumerate(examples):
@@ -278,18 +364,28 @@ class SpeechLLM(nn.Module):
                  "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
         if with_targets:
             batch |= {"labels": label_tensor, "weights": weight_tensor}
+        if with_targets and stage.ctc_weight:
+            batch |= {"audio_embeds": audio, "audio_lengths": audio_lengths}
         return batch
 
     def loss(self, examples: Sequence[Example], stage: Stage) -> tuple[torch.Tensor, dict[str, float]]:
         """Token-weighted cross-entropy: sum(w * CE) / sum(w) over target tokens (prompt tokens have w = 0)."""
         batch = self.build_inputs(examples, stage, with_targets=True)
-        hidden = self.llm.base_model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
-                                     position_ids=batch["position_ids"]).last_hidden_state[:, :-1]
-        labels, weights = batch["labels"][:, 1:], batch["weights"][:, 1:]
-        target = labels != -100
-        # the LM head only where a target token is predicted: with a 49k vocabulary, logits for every prompt and
-        # audio position would cost more than the transformer itself
-        logits = self.llm.get_output_embeddings()(hidden[target]).float()
-        token_loss = F.cross_entropy(logits, labels[target], reduction="none")
-        loss = (token_loss * weights[target]).sum() / weights[target].sum().clamp(min=1e-8)
-        return loss, {"unweighted": token_loss.mean().item()}
+        audio, audio_lengths = batch.pop("audio_embeds", None), batch.pop("audio_lengths", None)
+        loss, token_loss = target_loss(self.llm, **batch)
+        parts = {"unweighted": token_loss.mean().item()}
+        if stage.ctc_weight:
+            ctc = self.embedding_ctc_loss(audio, audio_lengths, [e.target for e in examples])
+            loss = loss + stage.ctc_weight * ctc
+            parts["ctc"] = ctc.item()
+        return loss, parts
+
+    def embedding_ctc_loss(self, audio: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """CTC of the transcript's tokens from the audio embeddings, each scored against every row of the LLM's
+        input embedding table (cosine similarity, temperature 0.1); the end-of-text token is the blank."""
+        table = F.normalize(self.llm.get_input_embeddings().weight.float(), dim=-1)
+        log_probs = (F.normalize(audio.float(), dim=-1) @ table.T / 0.1).log_softmax(-1)
+        targets = [self.tokenizer(f" {text}", add_special_tokens=False).input_ids for text in texts]
+        return F.ctc_loss(log_probs.transpose(0, 1), torch.tensor([t for ids in targets for t in ids]),
+                          lengths.cpu(), torch.tensor([len(ids) for ids in targets]),
+                          blank=self.tokenizer.eos_token_id, reduction="mean", zero_infinity=True)

@@ -6,8 +6,9 @@
 A profile is the set of notebooks that have a parameter file `notebooks/params/<profile>/<stage>.yaml`. Before any
 notebook starts, every parameter file is checked against its notebook's `parameters` cell (papermill itself only
 warns about unknown names). Each stage writes its executed notebook and outputs to `<out>/<profile>/<stage>/`; a
-stage whose `stage.json` records the same key (notebook code, parameters, the library's code, and the keys of the
-stages it reads: the data stage and any stage a parameter names) is skipped. While a stage runs, a line every few
+stage whose `stage.json` records the same key (notebook code, parameters, the library's code, the training
+precision this machine gives it, and the keys of the stages it reads: the data stage and any stage a parameter names)
+is skipped. While a stage runs, a line every few
 minutes gives its elapsed time and, from its last recorded wall time, what is left. `--from` needs every stage the
 chosen ones read recorded with its current key, and a checkpoint another profile writes must exist; a stage after
 the data stage starts only when the manifests it names validate, audio included. The run ends with
@@ -50,6 +51,7 @@ NOTEBOOK_KEY = "notebook"  # in a parameter file: the notebook it runs, when not
 CHECKPOINT = "checkpoint"  # the folder a training stage saves its model to (`speechkit.engine.recipes.CHECKPOINT`)
 PACKAGE = Path(__file__).resolve().parents[1]  # the speechkit package, all its subpackages (this is pipeline/)
 HEARTBEAT_SECONDS = 300.0  # how often a running stage reports progress
+PRECISION_NAMES = {"bf16": "bf16", "no": "float32"}
 CLAIMS_PLOT = "claims.png"  # beside summary.md
 
 
@@ -204,11 +206,19 @@ def library_hash(package: Path = PACKAGE) -> str:
     return digest.hexdigest()
 
 
-def stage_key(stage: Stage, parameters: dict, input_keys: dict[str, str], library: str) -> str:
-    """Notebook code, parameters, the library's hash and the keys of the stages it reads: editing one paper's
-    notebook leaves another paper's stages current."""
+def stage_precision(parameters: dict) -> str:
+    """The precision the stage's trainings compute in on this machine ("bf16" or "no"): its `mixed_precision`
+    parameter where it has one, else "auto" resolved by the hardware (`speechkit.models.device`)."""
+    from speechkit.models.device import training_precision  # imports torch: not needed for `--help`
+    return training_precision(str(parameters.get("mixed_precision", "auto")))
+
+
+def stage_key(stage: Stage, parameters: dict, input_keys: dict[str, str], library: str, precision: str) -> str:
+    """Notebook code, parameters, the library's hash, the training precision and the keys of the stages it reads:
+    editing one paper's notebook leaves another paper's stages current, and numbers computed in another precision
+    are another run."""
     record = json.dumps({"code": stage.code_hash(), "parameters": parameters, "inputs": input_keys,
-                         "library": library}, sort_keys=True)
+                         "library": library, "precision": precision}, sort_keys=True)
     return hashlib.sha256(record.encode()).hexdigest()
 
 
@@ -259,7 +269,8 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
         parameters = {**stage.parameters, "profile": profile, "output_dir": str(out_dir / stage.name),
                       "data_dir": str(data_dir)}
         reads[stage.name] = inputs(stage, all_stages[:index])
-        keys[stage.name] = stage_key(stage, parameters, {name: keys[name] for name in reads[stage.name]}, library)
+        keys[stage.name] = stage_key(stage, parameters, {name: keys[name] for name in reads[stage.name]}, library,
+                                     stage_precision(parameters))
         planned.append((stage, parameters, keys[stage.name]))
 
     def rerun(stage: str, of: str = profile, last: str | None = last, into: Path = out_dir.parent) -> str:
@@ -302,7 +313,8 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
         seconds = time.perf_counter() - stage_started
         # the wall time goes into params.json too: it is committed with the results (stage.json is not)
         timing = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance(), **timing})
+        write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance(),
+                                               "precision": stage_precision(parameters), **timing})
         write_json(marker, {"key": key, **timing})
         log(f"{prefix}: done in {seconds:.0f} s (elapsed {time.perf_counter() - started:.0f} s)")
     summary = write_summary(out_dir, [s.name for s in all_stages])
@@ -476,9 +488,9 @@ def write_summary(out_dir: Path, stage_names: list[str]) -> Path:
 
 def run_header(out_dir: Path, stage_names: list[str]) -> list[str]:
     """One row per stage that has results: its commit (and whether the tree was dirty), when it finished, device,
-    threads and wall time (from `params.json` and the runner's `stage.json`)."""
-    lines = ["| stage | commit | dirty | finished | device | threads | wall time |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    threads, training precision and wall time (from `params.json` and the runner's `stage.json`)."""
+    lines = ["| stage | commit | dirty | finished | device | threads | precision | wall time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in stage_names:
         params, marker = out_dir / name / "params.json", out_dir / name / STAGE_FILE
         if not params.is_file():
@@ -488,6 +500,7 @@ def run_header(out_dir: Path, stage_names: list[str]) -> list[str]:
         seconds = timing.get("seconds")
         lines.append(f"| {name} | {run.get('git_commit', '')[:10]} | {'yes' if run.get('git_dirty') else 'no'} | "
                      f"{timing.get('finished', '-')} | {run.get('device', '')} | {run.get('threads', '-')} | "
+                     f"{PRECISION_NAMES.get(run.get('precision'), '-')} | "
                      f"{'-' if seconds is None else f'{seconds / 60:.1f} min'} |")
     return lines
 

@@ -37,7 +37,7 @@ from speechkit.engine.evaluation import SystemResult, score
 from speechkit.engine.recipes import decode_all
 from speechkit.engine.training import TrainConfig, TrainLog, train
 from speechkit.metrics.scoring import paired_difference, utterance_errors
-from speechkit.models.lm import load_lm
+from speechkit.models.lm import load_lm, target_loss
 from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, Stage
 
 ACTIONS = ("internal", "external", "rewrite")
@@ -45,7 +45,8 @@ _ACTION = re.compile(r"<(internal|external|rewrite)>")
 
 # Stage 3's configuration (LoRA, tagged output, language prompts) continued with the action token first; the
 # embeddings and LM head train too, since the action tokens are new to the LLM.
-ROUTING_STAGE = replace(STAGES[3], name="routing", train=(r"^projector\.", r"embed_tokens", r"lm_head"))
+# stage 3's adapters, plus the rows of the routing tokens (among the kit's tokens) in the embeddings and LM head
+ROUTING_STAGE = replace(STAGES[3], name="routing", token_rows=True)
 
 
 def hypotheses_text(hypotheses: Sequence[Hypothesis], nbest: int) -> str:
@@ -309,7 +310,7 @@ class GERCorrector:
 
         def loss(model, indices):
             batch = {k: v.to(model.device) for k, v in self.batch([items[i] for i in indices]).items()}
-            return model(**batch).loss, {}
+            return target_loss(model.get_base_model(), **batch)[0], {}
 
         log = train(self.model, batches, loss, train_config, checkpoint, progress)
         self.model.save_pretrained(checkpoint)
