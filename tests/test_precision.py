@@ -113,3 +113,22 @@ def test_the_runner_records_the_precision_in_the_key(monkeypatch):
     keys = {runner.stage_key(stage, {}, {}, "library", precision) for precision in ("no", "bf16")}
     assert len(keys) == 2
     assert device.PRECISIONS == ("auto", "bf16", "no")
+
+
+def test_the_weights_a_run_starts_from_do_not_depend_on_the_number_of_threads():
+    """A long run resumes on another machine only if its starting weights hash alike there. The new token rows of the
+    real LLM were drawn from the embeddings' mean and covariance, whose float rounding follows the thread count: a
+    run started with one thread was "started from other weights" with two."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from speechkit.engine.recipes import StageSetup, build; "
+              "from speechkit.engine.training import parameters_digest; "
+              "setup = StageSetup(stage=1, encoder='pkg:whisper-tiny.en', llm='pkg:smollm2-135m-instruct', "
+              "early_lora=4); model = build(setup, 'results/x'); model.start_stage(setup.spec); "
+              "print(parameters_digest(model))")
+    digests = {threads: subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                       env={**os.environ, "OMP_NUM_THREADS": threads}).stdout.split()[-1]
+               for threads in ("1", "2")}
+    assert digests["1"] == digests["2"]

@@ -124,3 +124,42 @@ def test_seed_everything_makes_a_new_model_reproducible():
     first = torch.nn.Linear(4, 1)
     seed_everything(3)
     torch.testing.assert_close(torch.nn.Linear(4, 1).weight, first.weight)
+
+
+def test_a_state_resumes_when_only_bookkeeping_changed_and_a_bfloat16_state_keeps_its_moments_in_bfloat16(tmp_path, capsys):
+    """Sessions and machines change the checkpoint interval, the log interval, the state's precision: the run is the
+    same. A state saved before an option existed resumes with the option at its default."""
+    config = TrainConfig(learning_rate=0.05, warmup_steps=0, max_steps=8, log_every=2, checkpoint_minutes=0.0)
+    straight = toy()
+    train(straight, batches, loss, config, progress=False)
+
+    def interrupted():  # a loss that is killed at its fifth step, after the state of step 4 was saved
+        calls = []
+
+        def killed(model, rows):
+            calls.append(rows)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            return loss(model, rows)
+        return killed
+
+    with pytest.raises(KeyboardInterrupt):
+        train(toy(), batches, interrupted(), config, tmp_path / "full", progress=False)
+    compact = TrainConfig(**{**config.__dict__, "state_precision": "bfloat16"})
+    with pytest.raises(KeyboardInterrupt):
+        train(toy(), batches, interrupted(), compact, tmp_path / "half", progress=False)
+    saved = torch.load(tmp_path / "half" / STATE_FILE, weights_only=False)
+    assert {v.dtype for entry in saved["optimizer"]["state"].values() for k, v in entry.items() if k != "step"} == {
+        torch.bfloat16}
+    resumed = toy()
+    later = TrainConfig(**{**compact.__dict__, "log_every": 4, "checkpoint_minutes": 5.0})
+    log = train(resumed, batches, loss, later, tmp_path / "half", progress=False)
+    assert "resumed at step 4" in capsys.readouterr().out and log.steps == 8
+    torch.testing.assert_close(resumed.weight, straight.weight, rtol=1e-2, atol=1e-3)
+    older = torch.load(tmp_path / "full" / STATE_FILE, weights_only=False)
+    del older["config"]["state_precision"]  # saved by a version of the kit before the option existed
+    torch.save(older, tmp_path / "full" / STATE_FILE)
+    train(toy(), batches, loss, config, tmp_path / "full", progress=False)
+    assert "resumed at step 4" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="state_precision"):
+        TrainConfig(state_precision="float16")

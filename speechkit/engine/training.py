@@ -28,6 +28,11 @@ from speechkit.models.device import PRECISIONS, training_precision
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.csv"  # the loss curve, beside the checkpoint (committed with the results)
+STATE_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# What defines a run's trajectory: a saved state resumes when these agree (bookkeeping such as the checkpoint interval,
+# the log interval, the state's precision or the compute precision may change between sessions and machines)
+RESUME_FIELDS = ("learning_rate", "min_lr_ratio", "warmup_steps", "max_steps", "max_minutes", "weight_decay",
+                 "grad_clip", "seed")
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,15 @@ class TrainConfig:
     # "auto": bf16 autocast where the hardware computes bf16 natively (CUDA, a CPU with AVX512_BF16 or AMX), float32
     # elsewhere (emulated bf16 was 16-33x slower); "bf16" or "no" force it. Master weights are float32 either way.
     mixed_precision: str = "auto"
+    # the optimizer's moments in the saved training state: "bfloat16" halves a state that is committed (the
+    # pretraining's, resumed on other machines; the moments come back as float32, rounded to 3 digits)
+    state_precision: str = "float32"
 
     def __post_init__(self):
         if self.learning_rate <= 0 or self.max_steps < 1 or self.warmup_steps < 0 or self.max_minutes < 0:
             raise ValueError(f"invalid training configuration: {self}")
+        if self.state_precision not in STATE_PRECISIONS:
+            raise ValueError(f"state_precision must be one of {STATE_PRECISIONS}, not {self.state_precision!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, not {self.mixed_precision!r}")
 
@@ -145,7 +155,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
     log_file = Path(checkpoint_dir) / LOG_FILE if checkpoint_dir else None
     saved = torch.load(path, map_location="cpu", weights_only=False) if path and path.is_file() else None
-    if saved is not None and saved["config"] != asdict(config):
+    if saved is not None and not same_run(saved["config"], config):
         print(f"{path}: saved by a run with another configuration; starting afresh")
         saved = None
     if saved is not None and saved.get("start") != start:
@@ -169,7 +179,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
         with atomic_open(path, "wb") as handle:
             # only what trains: the frozen rest (most of a real LLM) is rebuilt from its checkpoint on resume
             trained = {k: v for k, v in accelerator.unwrap_model(model).state_dict().items() if k in trainable}
-            torch.save({"model": trained, "optimizer": optimizer.state_dict(),
+            torch.save({"model": trained, "optimizer": optimizer_state(optimizer, config.state_precision),
                         "rng": torch.get_rng_state(), "config": asdict(config), "start": start,
                         "state": {**state, "log": asdict(state["log"])}}, handle)
 
@@ -232,6 +242,24 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
         write_log(log, log_file)
     model.eval()
     return log
+
+
+def same_run(saved: dict, config: TrainConfig) -> bool:
+    """Whether a state saved under configuration `saved` (a dict; options it predates take their defaults) belongs
+    to the run `config` describes."""
+    saved = {**asdict(TrainConfig()), **saved}
+    return all(saved[name] == getattr(config, name) for name in RESUME_FIELDS)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, precision: str) -> dict:
+    """The optimizer's state dict with its floating-point tensors (Adam's moments) in `precision`; loading casts
+    them back to the parameters' float32."""
+    state = optimizer.state_dict()
+    dtype = STATE_PRECISIONS[precision]
+    if dtype != torch.float32:
+        state["state"] = {index: {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() and k != "step" else v
+                                  for k, v in entry.items()} for index, entry in state["state"].items()}
+    return state
 
 
 def parameters_digest(model: torch.nn.Module) -> str:

@@ -189,7 +189,9 @@ class SpeechLLM(nn.Module):
         missing = [t for t in KIT_TOKENS if t not in tokenizer.get_vocab()]
         if missing:  # a real chat LLM: add the tokens and rows for them (learnt in stage 2)
             tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
-            llm.resize_token_embeddings(len(tokenizer))
+            # the model's own seeded init for the new rows: mean resizing samples from the embeddings' covariance,
+            # whose rounding follows the thread count, so a long run could not resume on another machine
+            llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         model = cls(config, whisper.model.encoder, llm, tokenizer, whisper.config.num_mel_bins)
         if config.token_rows:
             model._inject_token_rows()
