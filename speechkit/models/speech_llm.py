@@ -333,25 +333,28 @@ class SpeechLLM(nn.Module):
         The placeholder token is replaced by the utterance's audio embeddings; left padding makes the last
         position of every row its prompt's end, which is what batched generation needs."""
         audio, audio_lengths = self.embed_audio(examples)
-        embed = self.llm.get_input_embeddings()
-        rows, labels, weights = [], [], []
+        texts, labels, weights = [], [], []  # per row: token ids before and after the audio, and the loss labels
         for i, example in enumerate(examples):
             ids = self.tokenizer(self.prompt_text(example, stage), add_special_tokens=False).input_ids
             at = ids.index(self.placeholder_id)
-            before = embed(torch.tensor(ids[:at], device=audio.device))
-            after = embed(torch.tensor(ids[at + 1:], device=audio.device))
-            pieces = [before, audio[i, :audio_lengths[i]], after]
             row_labels = [-100] * (len(ids) - 1 + int(audio_lengths[i]))
             row_weights = [0.0] * len(row_labels)
+            after = ids[at + 1:]
             if with_targets:
                 for text, weight in self.target_spans(example, stage):
                     target_ids = self.tokenizer(text, add_special_tokens=False).input_ids
-                    pieces.append(embed(torch.tensor(target_ids, device=audio.device)))
+                    after = after + target_ids
                     row_labels += target_ids
                     row_weights += [weight] * len(target_ids)
-            rows.append(torch.cat(pieces))
+            texts.append((ids[:at], after))
             labels.append(row_labels)
             weights.append(row_weights)
+        # one embedding lookup for the whole batch (with trainable token rows, each lookup assembles the matrix)
+        flat = [token for before, after in texts for token in before + after]
+        embedded = self.llm.get_input_embeddings()(torch.tensor(flat, device=audio.device)).split(
+            [n for before, after in texts for n in (len(before), len(after))])
+        rows = [torch.cat([embedded[2 * i], audio[i, :audio_lengths[i]], embedded[2 * i + 1]])
+                for i in range(len(examples))]
         width = max(len(r) for r in rows)
         inputs = torch.zeros(len(rows), width, rows[0].shape[-1], dtype=rows[0].dtype, device=audio.device)
         mask = torch.zeros(len(rows), width, dtype=torch.long, device=audio.device)
