@@ -170,10 +170,10 @@ class SpeechLLM(nn.Module):
         super().__init__()
         self.config, self.tokenizer, self.n_mels = config, tokenizer, n_mels
         self.encoder, self.llm = encoder, llm
-        embedding_rms = float(llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
+        rms = (float(llm.get_input_embeddings().weight.detach().float().pow(2).mean().sqrt())
+               if config.projector_norm else None)  # a pass over the 49k-row matrix: only when it is used
         self.projector = Projector(config.projector, encoder.config.d_model, llm.config.hidden_size,
-                                   config.projector_hidden, config.downsample,
-                                   embedding_rms if config.projector_norm else None)
+                                   config.projector_hidden, config.downsample, rms)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER)
 
     # -- building and persistence ----------------------------------------------------------------------------
