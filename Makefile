@@ -15,7 +15,7 @@ THREADS ?= $(shell nproc 2>/dev/null || echo 1)
 export MPLBACKEND ?= Agg
 export TQDM_MININTERVAL ?= 10
 
-.PHONY: setup system-deps browser-deps debian-packages reproduce test speed precision pretrain clean-results
+.PHONY: setup strip-filter system-deps browser-deps debian-packages reproduce test speed precision pretrain clean-results
 
 reproduce: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m speechkit run --profile $(PROFILE)
@@ -38,7 +38,15 @@ precision: setup
 pretrain: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m speechkit run --profile pretrain
 
-setup: system-deps $(VENV)/.installed $(CORPORA)/$(BROWN)
+setup: system-deps $(VENV)/.installed $(CORPORA)/$(BROWN) strip-filter
+
+# git strips the notebooks' outputs as they are staged (a notebook saved from JupyterLab keeps them on disk);
+# .gitattributes applies it to notebooks/ only, results/ keeps its executed copies
+strip-filter: $(VENV)/.installed
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean "$(abspath $(BIN))/nbstripout --keep-id" && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config diff.ipynb.textconv "$(abspath $(BIN))/nbstripout --keep-id -t"; fi
 
 # Debian packages the benchmark needs: voices (espeak-ng, flite), real medical terms (hunspell-en-med) and proper
 # names (wamerican). Installed when missing and we may; else say how.

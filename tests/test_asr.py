@@ -82,6 +82,7 @@ def test_length_batches_respect_the_budget_and_cover_everything():
     inference = length_batches(durations, 40.0, 16, rng=None)
     flat = [durations[i] for b in inference for i in b]
     assert flat == sorted(durations, reverse=True)
+    assert length_batches([], 40.0, 16, rng=None) == [] == length_batches([], 40.0, 16, np.random.default_rng(0))
 
 
 def test_full_profile_loading_path_takes_plain_hugging_face_checkpoints(tiny_checkpoints, tmp_path):

@@ -4,22 +4,72 @@ import json
 
 import pytest
 
-from speechkit.pipeline.claims import (CLAIMS, INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, Claim,
-                                       Comparison, judge, verdict_table)
+from speechkit.core.claims import Claim, Comparison
+from speechkit.core.results import Metric
+from speechkit.data.manifest import EntitySpan, Utterance
+from speechkit.engine.evaluation import difference_metrics, score
+from speechkit.engine.recipes import compare
+from speechkit.llm_reward import claims as llm_reward_claims
+from speechkit.pipeline.claims import CLAIMS, INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, judge, verdict_table
+from speechkit.pipeline.runner import discover
+from speechkit.rehear import claims as rehear_claims
+from speechkit.slam_asr import claims as slam_asr_claims
+from speechkit.speech_hands import claims as speech_hands_claims
+from speechkit.speech_hands.routing import routed_differences
 
 
-def row(value, low, high, stage="12_stage3_lora", name="test stage 3 minus Whisper source_test [en]"):
-    return {"stage": stage, "name": name, "value": value, "ci_low": low, "ci_high": high}
+def utterances(domain, manifest, count=30):
+    return [Utterance(f"u{i}", "a.wav", 1.0, "en", "s", domain, "test", f"take nifedipine {i} times a day",
+                      entities=(EntitySpan(5, 15, "drug"),)) for i in range(count)]
 
 
-def test_a_metric_claim_is_judged_by_where_its_interval_lies(tmp_path):
-    claim = CLAIMS[2]
-    assert judge(claim, [row(-0.05, -0.08, -0.02)], tmp_path).verdict == REPRODUCED
-    assert judge(claim, [row(0.05, 0.02, 0.08)], tmp_path).verdict == NOT_REPRODUCED
-    assert judge(claim, [row(0.01, -0.02, 0.04)], tmp_path).verdict == INCONCLUSIVE
-    assert judge(claim, [], tmp_path).verdict == NOT_MEASURED
-    higher = Claim("p", "t", "s", "f", direction="higher", metric=claim.metric)
-    assert judge(higher, [row(0.05, 0.02, 0.08)], tmp_path).verdict == REPRODUCED
+def results(manifest, domain, wrong):
+    chosen = utterances(domain, manifest)
+    return score(manifest, chosen, [u.text.replace("nifedipine", "nifty pine") if wrong else u.text for u in chosen])
+
+
+def claim_reading(stage):
+    return next(c for c in CLAIMS if c.stages == (stage,))
+
+
+def test_the_rows_the_library_writes_are_the_rows_the_claims_read(tmp_path):
+    """Each metric claim is judged on rows made by the same functions (and names) its notebook uses: a renamed
+    key on either side leaves the claim unmeasured here."""
+    bad, good = results("medical_test", "medical", True), results("medical_test", "medical", False)
+    rehear = difference_metrics(bad, good, rehear_claims.rehear_minus("pseudo-labels"), rehear_claims.round_prefix(1))
+    rl = difference_metrics(results("finance_test", "finance", True), results("finance_test", "finance", False),
+                            llm_reward_claims.RL_MINUS_SELF_TRAINING, relative=True)
+    source_bad, source_good = results("source_test", "source", True), results("source_test", "source", False)
+    routed = routed_differences({"routed": source_good, "whisper": source_bad, "GER cascade": source_bad},
+                                ["whisper"])
+    stage3 = [Metric(f"{slam_asr_claims.STAGE3_MINUS_WHISPER} {key}", d.difference, d.interval.low, d.interval.high)
+              for key, d in compare(source_bad, source_good)]
+    for stage, metrics in [(rehear_claims.STAGE, rehear), (llm_reward_claims.STAGES["finance"], rl),
+                           (speech_hands_claims.STAGE, routed), (slam_asr_claims.STAGE_DIRS[3], stage3)]:
+        rows = [{"stage": stage, "name": m.name, "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high}
+                for m in metrics]
+        claim = claim_reading(stage)
+        assert judge(claim, rows, tmp_path).verdict == REPRODUCED, claim.statement  # the system fixed every error
+        flipped = [{**r, "value": -r["value"], "ci_low": -r["ci_high"], "ci_high": -r["ci_low"]} for r in rows]
+        assert judge(claim, flipped, tmp_path).verdict == NOT_REPRODUCED
+        assert judge(claim, [{**r, "ci_low": -0.1, "ci_high": 0.1} for r in rows], tmp_path).verdict == INCONCLUSIVE
+        assert judge(claim, [], tmp_path).verdict == NOT_MEASURED
+    higher = Claim("p", "t", "s", "f", direction="higher", metric=claim_reading(rehear_claims.STAGE).metric)
+    assert judge(higher, [{"stage": rehear_claims.STAGE, "name": rehear[0].name, "value": 0.05, "ci_low": 0.02,
+                           "ci_high": 0.08}], tmp_path).verdict == REPRODUCED
+
+
+def test_every_claim_reads_stages_of_the_default_profile():
+    stages = {stage.name for stage in discover("default")}
+    for claim in CLAIMS:
+        assert set(claim.stages) <= stages, claim.statement
+
+
+def test_the_papers_figures_are_quoted_from_one_table():
+    stage2 = next(c for c in CLAIMS if c.statement.startswith("stage 2"))
+    assert stage2.paper_figure == "24.32% -> 18.99% (-5.33 points)"
+    assert stage2.paper_difference == pytest.approx(-0.0533)
+    assert slam_asr_claims.dev_wer_claim(3) == "paper: 15.48% after stage 3"
 
 
 def write(path, hypotheses):
@@ -54,12 +104,15 @@ def test_a_claim_needs_one_measure_and_known_words():
 def test_the_claims_figure_shows_each_measured_difference_beside_the_papers(tmp_path):
     from speechkit.ui.display import VERDICT_COLOURS, plot_claims
 
-    judged = [judge(claim, [row(0.05, 0.02, 0.08)], tmp_path) for claim in CLAIMS]
+    stage3 = claim_reading(slam_asr_claims.STAGE_DIRS[3])
+    row = {"stage": stage3.stages[0], "name": stage3.metric.partition("::")[2], "value": 0.05, "ci_low": 0.02,
+           "ci_high": 0.08}
+    judged = [judge(claim, [row], tmp_path) for claim in CLAIMS]
     figure = plot_claims(judged)
     axes = figure.axes[0]
     measured = [line for line in axes.lines if line.get_marker() == "o" and len(line.get_xdata())]
     papers = [line for line in axes.lines if line.get_marker() == "D" and len(line.get_xdata())]
-    assert len(measured) == 1 and measured[0].get_xdata()[0] == pytest.approx(5.0)  # only CLAIMS[2] has that row
+    assert len(measured) == 1 and measured[0].get_xdata()[0] == pytest.approx(5.0)  # only stage 3's claim has that row
     assert measured[0].get_color() == VERDICT_COLOURS[NOT_REPRODUCED]
     assert sorted(line.get_xdata()[0] for line in papers) == pytest.approx(
         sorted(100 * c.paper_difference for c in CLAIMS if c.paper_difference is not None))

@@ -117,7 +117,7 @@ def test_train_cot_follows_the_schedule(tiny_checkpoints, smoke_benchmark, tmp_p
     log = train_cot(model, STAGES[4], utterances, [u.text.split(" ", 1)[-1] for u in utterances], root,
                     TrainConfig(max_steps=4, warmup_steps=0, log_every=1), tmp_path / "cot",
                     schedule=PromptLossSchedule(1.0, 0.1, decay_steps=2), max_batch=2, progress=False)
-    assert [p["think weight"] for p in log.parts] == pytest.approx([1.0, 0.55, 0.1, 0.1])
+    assert [p["think_weight"] for p in log.parts] == pytest.approx([1.0, 0.55, 0.1, 0.1])
     assert (tmp_path / "cot" / "trained.safetensors").is_file()
 
 

@@ -20,18 +20,6 @@ def texts_and_tokenizer():
     return texts, build_bpe_tokenizer(texts, 500)
 
 
-def occurrences(tokenizer, blocks) -> list[str]:
-    """The texts of the packed stream, in order (the stream split at end-of-text); the cut last one dropped."""
-    stream = tokenizer.decode(blocks.flatten().tolist(), skip_special_tokens=False)
-    return [t.strip() for t in stream.split(tokenizer.eos_token)][:-1]
-
-
-def test_packing_without_repeats_keeps_each_text_once_in_order(texts_and_tokenizer):
-    texts, tokenizer = texts_and_tokenizer
-    packed = occurrences(tokenizer, lm.pack(tokenizer, texts, block=16))
-    assert packed == texts[:len(packed)]
-
-
 class ContextModel(torch.nn.Module):
     """With `copies`, predicts the token that followed the current token's last earlier occurrence (an induction
     head); elsewhere, and always without `copies`, a uniform distribution."""

@@ -1,6 +1,7 @@
 """Notebook hygiene, and the data notebook run through the runner in the smoke profile."""
 
 import json
+import math
 from pathlib import Path
 
 import nbformat
@@ -10,6 +11,7 @@ from papermill.translators import PythonTranslator
 
 from speechkit.data.manifest import read_manifest, read_nbest
 from speechkit.models.speech_llm import SpeechLLM
+from speechkit.pipeline.claims import NOT_MEASURED, verdicts
 from speechkit.pipeline.runner import INJECTED, NOTEBOOK_KEY, declared_parameters, discover, validate
 from speechkit.speech_hands.routing import read_decisions
 
@@ -78,7 +80,7 @@ def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
     assert SpeechLLM.load(out / "smoke" / "12_stage3_lora" / "checkpoint").config.stages == (
         "projector", "special tokens", "lora")
     assert "12_stage3_lora" in summary.read_text()
-    assert ("13_decoding_study", "WER/CER beam_sampling beam 4 max 48") in names
+    assert ("13_decoding_study", "WER/CER beam_sampling beam 4 max 24") in names
     nbest = read_nbest(out / "smoke" / "13_decoding_study" / "source_dev.nbest.jsonl")
     assert nbest and all(len(n.hypotheses) == 4 for n in nbest)
     modes = ("none", "oracle", "own")
@@ -105,3 +107,11 @@ def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
     views = [o for c in demo.cells if c.cell_type == "code" for o in c.outputs
              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) == 2, "the routing browser and the audio browser are displayed"
+    # every claim the profile's stages can measure is measured (a renamed row or file would leave it unmeasured),
+    # and no number is NaN
+    ran = {stage.name for stage in discover("smoke")}
+    unmeasured = [v.claim.statement for v in verdicts(rows, out / "smoke")
+                  if set(v.claim.stages) <= ran and v.verdict == NOT_MEASURED]
+    assert not unmeasured
+    assert not [(r["stage"], r["name"]) for r in rows for key in ("value", "ci_low", "ci_high")
+                if r[key] is not None and math.isnan(r[key])]

@@ -55,7 +55,7 @@ def length_batches(durations: Sequence[float], max_seconds: float, max_size: int
     batches shuffled); without it, the order is by decreasing duration (inference).
     """
     order = np.argsort(-np.asarray(durations), kind="stable") if rng is None else rng.permutation(len(durations))
-    chunk = len(order) if rng is None else pool * max_size
+    chunk = max(1, len(order)) if rng is None else pool * max_size  # nothing to batch: no batches
     batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
         group = sorted(order[start:start + chunk], key=lambda i: -durations[i])

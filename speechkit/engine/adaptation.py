@@ -24,7 +24,7 @@ from speechkit.data.features import length_batches
 from speechkit.data.manifest import Hypothesis, Utterance, read_manifest
 from speechkit.engine.grpo import GRPOConfig, GRPOStep, RewardFunction
 from speechkit.engine.policies import AudioPrompt, WhisperPolicy
-from speechkit.engine.training import TrainConfig, TrainLog, train
+from speechkit.engine.training import TrainConfig, TrainLog, length_batches_by_epoch, shuffled_batches, train
 from speechkit.metrics.scoring import ErrorRate, error_rate
 from speechkit.models import asr
 
@@ -69,10 +69,7 @@ def finetune(model: asr.WhisperASR, tokenizer, data: Sequence[Labeled], data_dir
     data = [d for d in data if d.label.strip()]  # an empty label teaches nothing but silence
     if not data:
         raise ValueError("no non-empty labels to fine-tune on")
-    durations = [d.utterance.duration for d in data]
-
-    def batches(epoch: int) -> list[list[int]]:
-        return length_batches(durations, batch_seconds, max_batch, np.random.default_rng([config.seed, epoch]))
+    batches = length_batches_by_epoch([d.utterance.duration for d in data], batch_seconds, max_batch, config.seed)
 
     def loss(model, indices):
         labeled = [replace(data[i].utterance, text=data[i].label) for i in indices]
@@ -100,11 +97,7 @@ def reinforce(model: asr.WhisperASR, tokenizer, pool: Sequence[Utterance], data_
                     columns=lambda items: {"context": [pool[i].context for i in items],
                                            "utterance": [pool[i] for i in items]})
 
-    def batches(epoch: int) -> list[list[int]]:
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(pool)).tolist()
-        return [order[i:i + prompts_per_step] for i in range(0, len(order), prompts_per_step)]
-
-    return train(model, batches, step, config, checkpoint, progress)
+    return train(model, shuffled_batches(len(pool), prompts_per_step, config.seed), step, config, checkpoint, progress)
 
 
 def pool_label_error(data_dir: str | Path, reference_manifest: str, labels: dict[str, str]) -> ErrorRate | None:

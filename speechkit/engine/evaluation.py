@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from speechkit.core.claims import group_name
 from speechkit.core.fileio import write_jsonl
 from speechkit.core.results import Metric, name_list
 from speechkit.core.text import normaliser_for
@@ -84,12 +85,18 @@ def result_metrics(results: Sequence[SystemResult], prefix: str = "", claim: str
     metrics = []
     for r in results:
         kind = "CER" if r.wer.unit == "character" else "WER"
-        metrics.append(Metric(f"{prefix}{kind} {r.manifest} [{r.language}]", r.wer.rate, r.wer.interval.low,
-                              r.wer.interval.high, unit="rate", claim=claim))
+        metrics.append(Metric(f"{prefix}{kind} {group_name(r.manifest, r.language)}", r.wer.rate,
+                              r.wer.interval.low, r.wer.interval.high, unit="rate", claim=claim))
         if r.entity_wer is not None:
-            metrics.append(Metric(f"{prefix}entity WER {r.manifest} [{r.language}]", r.entity_wer.rate,
+            metrics.append(Metric(f"{prefix}entity WER {group_name(r.manifest, r.language)}", r.entity_wer.rate,
                                   r.entity_wer.interval.low, r.entity_wer.interval.high, unit="rate"))
     return metrics
+
+
+def difference_name(name: str, manifest: str, language: str, kind: str = "WER", prefix: str = "",
+                    relative: bool = False) -> str:
+    """The row `difference_metrics` writes for one (manifest, language): what a claim reads it by."""
+    return f"{prefix}{kind}{' relative change,' if relative else ''} {name} {group_name(manifest, language)}"
 
 
 def difference_metrics(baseline: Sequence[SystemResult], system: Sequence[SystemResult], name: str,
@@ -97,7 +104,7 @@ def difference_metrics(baseline: Sequence[SystemResult], system: Sequence[System
     """Paired differences, system minus baseline, of WER and (where scored) entity WER on every (manifest, language)
     both were scored on: rows `{prefix}{kind} {name} {manifest} [{language}]`, and with `relative` also
     `{prefix}{kind} relative change, {name} ...` (difference and interval over the baseline's rate; `claim` is
-    attached to these rows)."""
+    attached to these rows); `difference_name` gives each row's name."""
     by_key = {(r.manifest, r.language): r for r in baseline}
     metrics = []
     for b in system:
@@ -107,12 +114,13 @@ def difference_metrics(baseline: Sequence[SystemResult], system: Sequence[System
         for kind, x, y in [("WER", a.wer, b.wer), ("entity WER", a.entity_wer, b.entity_wer)]:
             if x is None or y is None:
                 continue
-            d, where = paired_difference(x, y), f"{b.manifest} [{b.language}]"
-            metrics.append(Metric(f"{prefix}{kind} {name} {where}", d.difference, d.interval.low, d.interval.high,
-                                  unit="rate"))
+            d = paired_difference(x, y)
+            metrics.append(Metric(difference_name(name, b.manifest, b.language, kind, prefix), d.difference,
+                                  d.interval.low, d.interval.high, unit="rate"))
             if relative and x.rate:
-                metrics.append(Metric(f"{prefix}{kind} relative change, {name} {where}", d.relative,
-                                      d.interval.low / x.rate, d.interval.high / x.rate, unit="rate", claim=claim))
+                metrics.append(Metric(difference_name(name, b.manifest, b.language, kind, prefix, relative=True),
+                                      d.relative, d.interval.low / x.rate, d.interval.high / x.rate, unit="rate",
+                                      claim=claim))
     return metrics
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from speechkit.core.claims import group_name
 from speechkit.core.results import REPO_ROOT, name_list, repo_path
 from speechkit.data.audio import load_utterance
 from speechkit.data.features import length_batches
@@ -17,7 +18,7 @@ from speechkit.data.manifest import NBest, Utterance, read_manifest, write_manif
 from speechkit.engine.decoding import Decoded, DecodingConfig, decode, to_nbest
 from speechkit.engine.encoder_cache import EncoderCache
 from speechkit.engine.evaluation import SystemResult, Transcriber, evaluate
-from speechkit.engine.training import TrainConfig, TrainLog, seed_everything, train
+from speechkit.engine.training import TrainConfig, TrainLog, length_batches_by_epoch, seed_everything, train
 from speechkit.metrics.scoring import Difference, paired_difference
 from speechkit.models.asr import load_asr
 from speechkit.models.asr import transcriber as asr_transcriber
@@ -65,8 +66,6 @@ class StageSetup:
         return replace(spec, ctc_weight=self.ctc_weight) if self.ctc_weight else spec
 
 
-# The paper's development-set WER/CER after each stage (Table 1), the claim each stage's dev rows are read against.
-PAPER_DEV_WER = {1: "paper: 24.32% after stage 1", 2: "paper: 18.99% after stage 2", 3: "paper: 15.48% after stage 3"}
 CHECKPOINT = "checkpoint"  # the folder every training stage saves its model to
 ENCODER_CACHE = "encoder_cache"  # beside the benchmark's manifests: frozen-encoder outputs (`StageSetup.encoder_cache`)
 
@@ -101,6 +100,42 @@ def examples(utterances: Sequence[Utterance], audios: Sequence[np.ndarray], with
                                                                                              strict=True)]
 
 
+def fine_tune(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], data_dir: str | Path,
+              config: TrainConfig, checkpoint: str | Path, *,
+              example: Callable[[int, np.ndarray], Example] | None = None, batch_seconds: float = 60.0,
+              max_batch: int = 16, cache: EncoderCache | None = None,
+              weights: Callable[[int], dict[str, float]] | None = None, progress: bool = True,
+              on_step: Callable[[int], None] | None = None) -> TrainLog:
+    """The speech LLM's supervised fine-tuning, the one every method's training is: item i (`utterances[i]`, its
+    audio read from `data_dir`) becomes `example(i, audio)` (default: the utterance with its transcript as target);
+    seeded length batches; the token-weighted loss of `stage`; `train` (resumable in `checkpoint`); the model saved
+    to `checkpoint`. `weights(step)` overrides the stage's span weights at each step (e.g. {"think_weight": 0.55},
+    the prompt-loss schedule), logged beside the loss; `cache` supplies frozen-encoder outputs."""
+    data_dir = Path(data_dir)
+    example = example or (lambda i, audio: Example(audio, utterances[i].language, utterances[i].text))
+    step_weights: dict[str, float] = {}
+
+    def before_step(step: int) -> None:
+        step_weights.clear()
+        step_weights.update(weights(step) if weights else {})
+        if on_step is not None:
+            on_step(step)
+
+    def loss(model, indices):
+        batch = [utterances[i] for i in indices]
+        audios = [load_utterance(u, data_dir) for u in batch]
+        items = [example(i, audio) for i, audio in zip(indices, audios, strict=True)]
+        if cache is not None:
+            items = [replace(e, frames=f) for e, f in zip(items, cache.frames(model, batch, audios), strict=True)]
+        value, parts = model.loss(items, replace(stage, **step_weights))
+        return value, {**parts, **step_weights}
+
+    batches = length_batches_by_epoch([u.duration for u in utterances], batch_seconds, max_batch, config.seed)
+    log = train(model, batches, loss, config, checkpoint, progress, before_step)
+    model.save(checkpoint)
+    return log
+
+
 def train_stage(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, data_dir: str | Path,
                 checkpoint: str | Path, progress: bool = True,
                 on_step: Callable[[int], None] | None = None) -> TrainLog:
@@ -108,25 +143,10 @@ def train_stage(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, 
     `on_step(step)` runs before each step (e.g. an evaluation every N steps)."""
     data_dir = Path(data_dir)
     utterances = [u for name in setup.train_manifests for u in read_manifest(data_dir / f"{name}.jsonl")]
-    durations = [u.duration for u in utterances]
-    stage = setup.spec
     cache = EncoderCache(data_dir / ENCODER_CACHE, model) if setup.encoder_cache and model.encoder_frozen else None
-
-    def batches(epoch: int) -> list[list[int]]:
-        rng = np.random.default_rng([train_config.seed, epoch])
-        return length_batches(durations, setup.batch_seconds, setup.max_batch, rng)
-
-    def loss(model, indices):
-        batch = [utterances[i] for i in indices]
-        items = examples(batch, [load_utterance(u, data_dir) for u in batch], True)
-        if cache is not None:
-            items = [replace(e, frames=f) for e, f in zip(items, cache.frames(model, batch, [e.audio for e in items]),
-                                                           strict=True)]
-        return model.loss(items, stage)
-
-    log = train(model, batches, loss, train_config, checkpoint, progress, on_step)
-    model.save(checkpoint)
-    return log
+    return fine_tune(model, setup.spec, utterances, data_dir, train_config, checkpoint,
+                     batch_seconds=setup.batch_seconds, max_batch=setup.max_batch, cache=cache, progress=progress,
+                     on_step=on_step)
 
 
 def speech_llm_transcriber(model: SpeechLLM, stage: Stage, decoding: DecodingConfig) -> Transcriber:
@@ -142,7 +162,7 @@ def whisper_transcriber(checkpoint: str) -> Transcriber:
 def compare(baseline: Sequence[SystemResult], system: Sequence[SystemResult]) -> list[tuple[str, Difference]]:
     """Paired bootstrap difference (system - baseline) for each (manifest, language) both were scored on."""
     by_key = {(r.manifest, r.language): r for r in baseline}
-    return [(f"{r.manifest} [{r.language}]", paired_difference(by_key[r.manifest, r.language].wer, r.wer))
+    return [(group_name(r.manifest, r.language), paired_difference(by_key[r.manifest, r.language].wer, r.wer))
             for r in system if (r.manifest, r.language) in by_key]
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from speechkit.core.fileio import atomic_open
 from speechkit.core.results import Metric
+from speechkit.data.features import length_batches
 from speechkit.models.device import PRECISIONS, training_precision
 
 STATE_FILE = "training_state.pt"
@@ -110,6 +111,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def length_batches_by_epoch(durations: Sequence[float], batch_seconds: float, max_batch: int,
+                            seed: int) -> Callable[[int], list[list[int]]]:
+    """`batches(epoch)` for `train`: length batches (at most `batch_seconds` of padded audio and `max_batch` items),
+    drawn in a seeded order per epoch - what every supervised fine-tuning of the kit trains on."""
+    def batches(epoch: int) -> list[list[int]]:
+        return length_batches(durations, batch_seconds, max_batch, np.random.default_rng([seed, epoch]))
+    return batches
+
+
+def shuffled_batches(count: int, size: int, seed: int) -> Callable[[int], list[list[int]]]:
+    """`batches(epoch)` for `train`: groups of `size` item indices in a seeded random order per epoch (GRPO's
+    prompts per step, the GER cascade's text batches)."""
+    def batches(epoch: int) -> list[list[int]]:
+        order = np.random.default_rng([seed, epoch]).permutation(count).tolist()
+        return [order[i:i + size] for i in range(0, count, size)]
+    return batches
 
 
 def learning_rate(config: TrainConfig, step: int, elapsed: float) -> tuple[float, float]:

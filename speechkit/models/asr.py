@@ -2,12 +2,10 @@
 Ling & Ye - the real Whisper tiny.en / base from registry packages by default (`pkg:whisper-tiny.en`), any Whisper
 checkpoint by hub id or path in the `full` profile, through the same class.
 
-Two departures from `WhisperForConditionalGeneration`:
-- `encode` can run the encoder on the batch's own length with a key-padding mask (what the speech LLM does: 8x
-  cheaper than 30 s at 5 s, and an utterance's encoding does not depend on its batch); the ASR's own decoding feeds
-  Whisper the 30-s window it was pretrained on (`features.window_log_mel`);
-- an optional CTC head on the encoder output (an auxiliary loss for training small models from scratch, as the
-  unit tests' tiny models are; a real Whisper gets it freshly initialised and unused).
+One departure from `WhisperForConditionalGeneration`: `encode` can run the encoder on the batch's own length with
+a key-padding mask (what the speech LLM does: 8x cheaper than 30 s at 5 s, and an utterance's encoding does not
+depend on its batch); the ASR's own decoding feeds Whisper the 30-s window it was pretrained on
+(`features.window_log_mel`).
 """
 
 from __future__ import annotations

@@ -57,25 +57,6 @@ def target_loss(lm, attention_mask: torch.Tensor, labels: torch.Tensor, weights:
     return (token_loss * weights).sum() / weights.sum().clamp(min=1e-8), token_loss
 
 
-def pack(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], block: int) -> torch.Tensor:
-    """Texts joined by end-of-text tokens and cut into [n, block] rows (the usual LM pretraining packing)."""
-    ids: list[int] = []
-    for encoded in tokenizer(list(texts), add_special_tokens=False).input_ids:
-        ids += encoded + [tokenizer.eos_token_id]
-    rows = len(ids) // block
-    if rows == 0:
-        raise ValueError(f"{len(ids)} tokens are fewer than one block of {block}")
-    return torch.tensor(ids[:rows * block]).view(rows, block)
-
-
-def block_batches(rows: int, batch_size: int, seed: int) -> "callable":
-    """`batches(epoch)` for `training.train`: shuffled row indices per epoch."""
-    def batches(epoch: int) -> list[np.ndarray]:
-        order = np.random.default_rng([seed, epoch]).permutation(rows)
-        return [order[i:i + batch_size] for i in range(0, rows - batch_size + 1, batch_size)]
-    return batches
-
-
 @torch.no_grad()
 def perplexity(model, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], groups: Sequence[str],
                batch_size: int = 32) -> dict[str, float]:

@@ -15,39 +15,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechkit.core.claims import Claim, Comparison
 from speechkit.core.text import normaliser_for
+from speechkit.llm_reward import claims as llm_reward_claims
 from speechkit.metrics.scoring import error_rate, paired_difference
+from speechkit.rehear import claims as rehear_claims
+from speechkit.slam_asr import claims as slam_asr_claims
+from speechkit.speech_hands import claims as speech_hands_claims
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Two stages' hypotheses (`<stage>/<file>.jsonl`, as `evaluation.save_hypotheses` writes them) on one manifest."""
-    baseline: str
-    system: str
-    manifest: str
-    language: str = "en"
-
-
-@dataclass(frozen=True)
-class Claim:
-    paper: str
-    table: str
-    statement: str
-    paper_figure: str          # what the paper reports, once per claim
-    paper_difference: float | None = None  # the paper's system minus baseline in this claim's unit, where it gives one
-    direction: str = "lower"   # the sign the difference should have: "lower" (< 0) or "higher" (> 0)
-    unit: str = "absolute"     # "absolute" (rate points) or "relative" (difference / baseline rate)
-    metric: str = ""           # "<stage>::<metric name>" of a difference row with an interval (already relative
-                               # when `unit` is "relative"), or
-    compare: Comparison | None = None
-
-    def __post_init__(self):
-        if self.direction not in ("lower", "higher") or self.unit not in ("absolute", "relative"):
-            raise ValueError(f"{self.statement}: direction is 'lower' or 'higher', unit 'absolute' or 'relative'")
-        if bool(self.metric) == (self.compare is not None):
-            raise ValueError(f"{self.statement}: give exactly one of `metric` and `compare`")
 
 
 @dataclass(frozen=True)
@@ -59,44 +35,8 @@ class Verdict:
     verdict: str = NOT_MEASURED
 
 
-SEEWO = "Seewo (MLC-SLM), seed 002"
-CLAIMS = (
-    Claim(SEEWO, "Table 1", "stage 2 (special tokens) lowers dev WER below stage 1 (projector)",
-          "24.32% -> 18.99% (-5.33 points)", -0.0533,
-          compare=Comparison("10_stage1_projector/dev_hypotheses.jsonl",
-                             "11_stage2_special_tokens/dev_hypotheses.jsonl", "source_dev")),
-    Claim(SEEWO, "Table 1", "stage 3 (LoRA, language prompts) lowers dev WER below stage 2",
-          "18.99% -> 15.48% (-3.51 points)", -0.0351,
-          compare=Comparison("11_stage2_special_tokens/dev_hypotheses.jsonl",
-                             "12_stage3_lora/dev_hypotheses.jsonl", "source_dev")),
-    Claim(SEEWO, "Table 1 (vs the challenge baseline)", "the stage-3 speech LLM is at least level with the Whisper "
-          "its encoder comes from (source test WER)", "beats the Whisper-based challenge baseline",
-          metric="12_stage3_lora::test stage 3 minus Whisper source_test [en]"),
-    Claim(SEEWO, "Table 1", "CoT SFT without prompt-loss weighting raises dev WER above stage 3",
-          "15.48% -> 35.03% (+19.55 points)", 0.1955, direction="higher",
-          compare=Comparison("15_cot_sft/stage3_dev_hypotheses.jsonl", "15_cot_sft/CoT_dev_hypotheses.jsonl",
-                             "source_dev")),
-    Claim(SEEWO, "Table 1", "prompt-loss weighting lowers the CoT model's dev WER below CoT without it",
-          "35.03% -> 13.42% (-21.61 points)", -0.2161,
-          compare=Comparison("15_cot_sft/CoT_dev_hypotheses.jsonl", "15_cot_sft/CoT_PLW_dev_hypotheses.jsonl",
-                             "source_dev")),
-    Claim(SEEWO, "Table 1", "RLVR (format + accuracy + correction rewards) lowers dev WER below CoT + PLW",
-          "13.42% -> 12.73% (-0.69 points)", -0.0069,
-          compare=Comparison("15_cot_sft/CoT_PLW_dev_hypotheses.jsonl", "16_rlvr/dev_hypotheses.jsonl",
-                             "source_dev")),
-    Claim("ReHear, seed 000", "Tables 1-2", "ASR fine-tuned on refined pseudo-labels beats plain pseudo-labels "
-          "(round 1, medical test WER)", "better in every round; best after round 2 of 3",
-          metric="20_rehear::round 1 WER ReHear minus pseudo-labels medical_test [en]"),
-    Claim("Speech-Hands, seed 003", "Table 1", "routing beats the best single system (source test WER)",
-          "5.69% vs 6.47% avg WER (-0.78 points; 12.1% relative)", -0.0078,
-          metric="41_routing::routed minus the best single system source_test [en]"),
-    Claim("Ling & Ye, seed 001", "abstract", "RL with an LLM reward lowers entity WER below self-training "
-          "(medical test, relative change)", "-21% relative entity WER", -0.21, unit="relative",
-          metric="30_llm_reward::entity WER relative change, RL minus self-training medical_test [en]"),
-    Claim("Ling & Ye, seed 001", "abstract", "RL with an LLM reward lowers entity WER below self-training "
-          "(finance test, relative change)", "-21% relative entity WER (the abstract's one figure)", -0.21, unit="relative",
-          metric="31_llm_reward_finance::entity WER relative change, RL minus self-training finance_test [en]"),
-)
+# every paper's claims, each declared in its own package beside the rows and files it reads
+CLAIMS = (*slam_asr_claims.CLAIMS, *rehear_claims.CLAIMS, *speech_hands_claims.CLAIMS, *llm_reward_claims.CLAIMS)
 
 
 def _hypotheses(path: Path, manifest: str, language: str) -> dict[str, tuple[str, str]]:

@@ -40,6 +40,7 @@ import yaml
 
 from speechkit.core.fileio import atomic_path, write_json, write_text
 from speechkit.core.results import REPO_ROOT, Metric, format_value, load_metrics, provenance, repo_path
+from speechkit.pipeline import transcribe
 from speechkit.pipeline.claims import verdict_table, verdicts
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -521,9 +522,12 @@ def main(argv: list[str] | None = None) -> int:
     checker = commands.add_parser("validate", help="check manifests and their audio; one line per problem")
     checker.add_argument("manifests", nargs="+", help="manifest files (utterances, conversations or N-best lists)")
     checker.add_argument("--strict-format", action="store_true", help="require 16 kHz mono audio")
+    transcribe.add_arguments(commands.add_parser("transcribe", help="timed transcripts of recordings of any length"))
     args = parser.parse_args(argv)
     if args.command == "validate":
         return validate_data(args.manifests, args.strict_format)
+    if args.command == "transcribe":
+        return transcribe.main(args)
     try:
         run(args.profile, args.first, args.last, args.out, args.data, args.force, overrides=args.overrides)
     except (ParameterError, StageFailed) as error:

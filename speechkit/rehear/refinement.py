@@ -13,17 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from speechkit.core.text import normaliser_for
 from speechkit.data.audio import load_utterance
-from speechkit.data.features import length_batches
 from speechkit.data.manifest import Utterance
 from speechkit.engine.decoding import DecodingConfig
-from speechkit.engine.recipes import decode_all
-from speechkit.engine.training import TrainConfig, TrainLog, train
+from speechkit.engine.recipes import decode_all, fine_tune
+from speechkit.engine.training import TrainConfig, TrainLog
 from speechkit.metrics.scoring import utterance_errors
 from speechkit.models.speech_llm import Example, SpeechLLM, Stage
+from speechkit.rehear.claims import round_prefix
 
 FILTERS = ("none", "agreement", "confidence")
 SILENCE = np.zeros(8_000, np.float32)  # the text-only ablation's "audio": half a second of nothing
@@ -79,20 +80,10 @@ def train_refiner(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance
     """Fine-tune the speech LLM (what `stage` trains) on labeled source data: (audio, hypothesis) -> transcript."""
     if any(u.text is None for u in utterances):
         raise ValueError("the refiner trains on labeled (source) utterances only")
-    durations = [u.duration for u in utterances]
-
-    def batches(epoch: int) -> list[list[int]]:
-        return length_batches(durations, batch_seconds, max_batch, np.random.default_rng([config.seed, epoch]))
-
-    def loss(model, indices):
-        examples = [refiner_example(utterances[i], hypotheses[i],
-                                    load_utterance(utterances[i], data_dir) if audio_aware else SILENCE,
-                                    utterances[i].text) for i in indices]
-        return model.loss(examples, stage)
-
-    log = train(model, batches, loss, config, checkpoint, progress)
-    model.save(checkpoint)
-    return log
+    return fine_tune(model, stage, utterances, data_dir, config, checkpoint,
+                     example=lambda i, audio: refiner_example(utterances[i], hypotheses[i],
+                                                              audio if audio_aware else SILENCE, utterances[i].text),
+                     batch_seconds=batch_seconds, max_batch=max_batch, progress=progress)
 
 
 def refine(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], hypotheses: Sequence[str],
@@ -136,3 +127,18 @@ def round_history(stage_dir: Path, round: int, previous_round: str,
         history[params.get("round", 1)] = {r["name"]: r["value"] for r in json.loads(metrics_file.read_text())}
         folder = stage_dir.parent / params["previous_round"] if params.get("previous_round") else None
     return dict(sorted(history.items()))
+
+
+def plot_rounds(history: dict[int, dict[str, float]], metric: str, systems: Sequence[str],
+                title: str = "WER by round") -> plt.Figure:
+    """One line per system over rounds (`round_history`): the rows `{round_prefix(k)}{system} {metric}`."""
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    for system in systems:
+        name = {k: f"{round_prefix(k)}{system} {metric}" for k in history}
+        points = [(k, 100 * rows[name[k]]) for k, rows in history.items() if name[k] in rows]
+        if points:
+            axes.plot(*zip(*points), marker="o", label=system)
+    axes.set(xlabel="round", ylabel=f"{metric} (%)", title=title, xticks=sorted(history))
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

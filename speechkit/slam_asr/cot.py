@@ -17,19 +17,19 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from speechkit.core.text import normalise, normaliser_for
 from speechkit.data.audio import load_utterance
-from speechkit.data.features import length_batches
 from speechkit.data.manifest import Utterance
 from speechkit.engine.decoding import DecodingConfig, decode
 from speechkit.engine.grpo import GRPOConfig, GRPOStep
 from speechkit.engine.policies import SpeechLLMPolicy
-from speechkit.engine.training import TrainConfig, TrainLog, train
+from speechkit.engine.recipes import fine_tune
+from speechkit.engine.training import TrainConfig, TrainLog, shuffled_batches, train
 from speechkit.metrics.scoring import aligned_units, utterance_errors
 from speechkit.models.speech_llm import Example, SpeechLLM, Stage
 
@@ -270,24 +270,11 @@ def train_cot(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], h
     """Stage 4: SFT on CoT targets. Without `schedule` every completion token weighs 1 (the standard loss); with it
     the <think> span weighs `schedule.weight(step)` (the prompt itself is never in the loss)."""
     thinks = [cot_think(u, h) for u, h in zip(utterances, hypotheses, strict=True)]
-    durations = [u.duration for u in utterances]
-    think_weight = [1.0]
-
-    def on_step(step: int) -> None:
-        think_weight[0] = schedule.weight(step) if schedule else 1.0
-
-    def batches(epoch: int) -> list[list[int]]:
-        return length_batches(durations, batch_seconds, max_batch, np.random.default_rng([config.seed, epoch]))
-
-    def loss(model, indices):
-        examples = [Example(load_utterance(utterances[i], data_dir), utterances[i].language, utterances[i].text,
-                            think=thinks[i]) for i in indices]
-        value, parts = model.loss(examples, replace(stage, think_weight=think_weight[0]))
-        return value, {**parts, "think weight": think_weight[0]}
-
-    log = train(model, batches, loss, config, checkpoint, progress, on_step=on_step)
-    model.save(checkpoint)
-    return log
+    return fine_tune(model, stage, utterances, data_dir, config, checkpoint,
+                     example=lambda i, audio: Example(audio, utterances[i].language, utterances[i].text,
+                                                      think=thinks[i]),
+                     batch_seconds=batch_seconds, max_batch=max_batch, progress=progress,
+                     weights=lambda step: {"think_weight": schedule.weight(step) if schedule else 1.0})
 
 
 def train_rlvr(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], first_pass: dict[str, str],
@@ -310,10 +297,7 @@ def train_rlvr(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], 
 
     step = GRPOStep(model, SpeechLLMPolicy(stage), grpo, functions, weights, prompt=prompt, columns=columns)
 
-    def batches(epoch: int) -> list[list[int]]:
-        order = np.random.default_rng([train_config.seed, epoch]).permutation(len(utterances)).tolist()
-        return [order[i:i + config.prompts_per_step] for i in range(0, len(order), config.prompts_per_step)]
-
+    batches = shuffled_batches(len(utterances), config.prompts_per_step, train_config.seed)
     log = train(model, batches, step, train_config, checkpoint, progress)
     model.save(checkpoint)
     return log

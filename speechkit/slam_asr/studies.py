@@ -12,12 +12,11 @@ import numpy as np
 
 from speechkit.core.text import normaliser_for
 from speechkit.data.audio import load_utterance
-from speechkit.data.features import length_batches
 from speechkit.data.manifest import Utterance, read_manifest
 from speechkit.engine.decoding import DecodingConfig, decode
 from speechkit.engine.evaluation import SystemResult, evaluate
-from speechkit.engine.recipes import speech_llm_transcriber
-from speechkit.engine.training import TrainConfig, TrainLog, train
+from speechkit.engine.recipes import fine_tune, speech_llm_transcriber
+from speechkit.engine.training import TrainConfig, TrainLog
 from speechkit.metrics.scoring import ErrorRate, bootstrap_interval, error_rate
 from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, Stage
 
@@ -113,19 +112,10 @@ def train_with_context(model: SpeechLLM, stage: Stage, data_dir: str | Path, man
         for i, turn in enumerate(turns):
             items.append((turn, context_text([t.text for t in turns[max(0, i - turns_back):i]])))
             items.append((turn, None))
-    durations = [turn.duration for turn, _ in items]
-
-    def batches(epoch):
-        return length_batches(durations, batch_seconds, max_batch, np.random.default_rng([train_config.seed, epoch]))
-
-    def loss(model, indices):
-        chosen = [items[i] for i in indices]
-        return model.loss([Example(load_utterance(t, data_dir), t.language, t.text, context=c) for t, c in chosen],
-                          stage)
-
-    log = train(model, batches, loss, train_config, checkpoint, progress)
-    model.save(checkpoint)
-    return log
+    return fine_tune(model, stage, [turn for turn, _ in items], data_dir, train_config, checkpoint,
+                     example=lambda i, audio: Example(audio, items[i][0].language, items[i][0].text,
+                                                      context=items[i][1]),
+                     batch_seconds=batch_seconds, max_batch=max_batch, progress=progress)
 
 
 def evaluate_with_context(model: SpeechLLM, stage: Stage, data_dir: str | Path, manifest: str, turns_back: int,

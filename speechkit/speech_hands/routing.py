@@ -26,19 +26,20 @@ import torch
 from peft import LoraConfig, get_peft_model
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from speechkit.core.claims import group_name
 from speechkit.core.fileio import write_jsonl
 from speechkit.core.results import Metric
 from speechkit.core.text import normaliser_for
 from speechkit.data.audio import load_utterance
-from speechkit.data.features import length_batches
 from speechkit.data.manifest import Hypothesis, NBest, Utterance
 from speechkit.engine.decoding import DecodingConfig
 from speechkit.engine.evaluation import SystemResult, score
-from speechkit.engine.recipes import decode_all
-from speechkit.engine.training import TrainConfig, TrainLog, train
+from speechkit.engine.recipes import decode_all, fine_tune
+from speechkit.engine.training import TrainConfig, TrainLog, shuffled_batches, train
 from speechkit.metrics.scoring import paired_difference, utterance_errors
 from speechkit.models.lm import load_lm, target_loss
 from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, Stage
+from speechkit.speech_hands.claims import CASCADE_FIGURE, ROUTED_MINUS_BEST, best_single_figure
 
 ACTIONS = ("internal", "external", "rewrite")
 _ACTION = re.compile(r"<(internal|external|rewrite)>")
@@ -119,20 +120,9 @@ def train_router(model: SpeechLLM, stage: Stage, items: Sequence[RoutingItem], d
                  train_config: TrainConfig, checkpoint: str | Path, nbest: int = 5, batch_seconds: float = 60.0,
                  max_batch: int = 16, progress: bool = True) -> TrainLog:
     """Fine-tune the speech LLM to emit the action token and the gold transcript; saves it to `checkpoint`."""
-    data_dir = Path(data_dir)
-    durations = [item.utterance.duration for item in items]
-
-    def batches(epoch: int) -> list[list[int]]:
-        return length_batches(durations, batch_seconds, max_batch, np.random.default_rng([train_config.seed, epoch]))
-
-    def loss(model, indices):
-        chosen = [items[i] for i in indices]
-        return model.loss([item.example(nbest, True, load_utterance(item.utterance, data_dir)) for item in chosen],
-                          stage)
-
-    log = train(model, batches, loss, train_config, checkpoint, progress)
-    model.save(checkpoint)
-    return log
+    return fine_tune(model, stage, [item.utterance for item in items], data_dir, train_config, checkpoint,
+                     example=lambda i, audio: items[i].example(nbest, True, audio), batch_seconds=batch_seconds,
+                     max_batch=max_batch, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -211,12 +201,10 @@ def routed_differences(systems: dict[str, list[SystemResult]], singles: Sequence
     metrics = []
     for k, result in enumerate(systems[routed]):
         best = min(singles, key=lambda name: systems[name][k].wer.rate)
-        # a stable name for the best single system (the claims registry reads it); which one it was goes in the claim
-        for baseline, label, claim in (
-                (best, "the best single system", f"paper: 12.1% relative better than the best single system ({best})"),
-                (cascade, cascade, "paper: routing beats the GER cascade (5.69 vs 8.33% avg)")):
+        for baseline, name, claim in ((best, ROUTED_MINUS_BEST, best_single_figure(best)),
+                                      (cascade, f"routed minus {cascade}", CASCADE_FIGURE)):
             d = paired_difference(systems[baseline][k].wer, result.wer)
-            metrics.append(Metric(f"routed minus {label} {result.manifest} [{result.language}]", d.difference,
+            metrics.append(Metric(f"{name} {group_name(result.manifest, result.language)}", d.difference,
                                   d.interval.low, d.interval.high, unit="rate", claim=claim))
     return metrics
 
@@ -304,14 +292,11 @@ class GERCorrector:
 
     def train(self, items: Sequence[RoutingItem], train_config: TrainConfig, checkpoint: str | Path,
               batch_size: int = 16, progress: bool = True) -> TrainLog:
-        def batches(epoch: int) -> list[list[int]]:
-            order = np.random.default_rng([train_config.seed, epoch]).permutation(len(items))
-            return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-
         def loss(model, indices):
             batch = {k: v.to(model.device) for k, v in self.batch([items[i] for i in indices]).items()}
             return target_loss(model.get_base_model(), **batch)[0], {}
 
+        batches = shuffled_batches(len(items), batch_size, train_config.seed)
         log = train(self.model, batches, loss, train_config, checkpoint, progress)
         self.model.save_pretrained(checkpoint)
         return log

@@ -156,21 +156,6 @@ def plot_rewards(log, title: str = "rewards during RL") -> plt.Figure:
     return figure
 
 
-def plot_rounds(history: dict[int, dict[str, float]], metric: str, systems: Sequence[str],
-                title: str = "WER by round") -> plt.Figure:
-    """One line per system over rounds (`rehear.refinement.round_history`): the metric `round {k} {system} {metric}`."""
-    figure, axes = plt.subplots(figsize=(6, 3.5))
-    for system in systems:
-        points = [(k, 100 * rows[f"round {k} {system} {metric}"]) for k, rows in history.items()
-                  if f"round {k} {system} {metric}" in rows]
-        if points:
-            axes.plot(*zip(*points), marker="o", label=system)
-    axes.set(xlabel="round", ylabel=f"{metric} (%)", title=title, xticks=sorted(history))
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
 VERDICT_COLOURS = {"reproduced": "#2a7", "not reproduced": "#c33", "inconclusive": "#888", "not measured": "#ccc"}
 
 
