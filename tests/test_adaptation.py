@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 
@@ -172,3 +173,30 @@ def test_round_history_follows_previous_rounds_through_their_parameters(tmp_path
     assert round_history(tmp_path / "20_rehear", 1, "", {"x": 1.0}) == {1: {"x": 1.0}}
     with pytest.raises(FileNotFoundError, match="run it first"):
         round_history(tmp_path / "x", 3, "missing_round", {})
+
+
+def test_the_refiner_trains_on_hypotheses_and_its_text_only_ablation_reads_no_audio(tiny_checkpoints,
+                                                                                     smoke_benchmark, tmp_path,
+                                                                                     monkeypatch):
+    from speechkit.engine import recipes
+    from speechkit.rehear.refinement import train_refiner
+
+    whisper, llm = tiny_checkpoints
+    root, _ = smoke_benchmark
+    source = read_manifest(root / "source_train.jsonl")[:4]
+    hypotheses = [u.text.split(" ", 1)[-1] for u in source]
+    for audio_aware in (True, False):
+        torch.manual_seed(0)
+        model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+        model.start_stage(STAGES[3])
+        read = []
+        monkeypatch.setattr(recipes, "load_utterance", lambda u, d: read.append(u.id) or SILENCE)
+        folder = tmp_path / str(audio_aware)
+        log = train_refiner(model, STAGES[3], source, hypotheses, root, TrainConfig(max_steps=2, warmup_steps=0,
+                            log_every=1), folder, audio_aware=audio_aware, max_batch=2, progress=False)
+        assert log.steps == 2 and all(loss == loss for loss in log.loss)  # trained, no NaN
+        assert (folder / "trained.safetensors").is_file()
+        assert bool(read) == audio_aware  # the ablation never reads the audio it replaces
+    with pytest.raises(ValueError, match="labeled"):
+        train_refiner(model, STAGES[3], [dataclasses.replace(source[0], text=None)], [""], root,
+                      TrainConfig(max_steps=1), tmp_path / "x", progress=False)

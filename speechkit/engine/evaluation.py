@@ -9,6 +9,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from tqdm import tqdm
 
 from speechkit.core.claims import group_name
 from speechkit.core.fileio import write_jsonl
@@ -41,6 +42,19 @@ class SystemResult:
         return rtfx(self.audio_seconds, self.decode_seconds)
 
 
+def transcribe_all(transcribe: Transcriber, utterances: Sequence[Utterance], audio: Callable[[Utterance], np.ndarray],
+                   batch_seconds: float = 120.0, max_batch: int = 32, progress: bool = False,
+                   desc: str = "transcribing") -> list[str]:
+    """Every utterance's transcript, decoded in length-sorted batches (`audio(u)` reads one), in utterance order."""
+    hypotheses = [""] * len(utterances)
+    batches = length_batches([u.duration for u in utterances], batch_seconds, max_batch, rng=None)
+    for indices in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+        batch = [utterances[i] for i in indices]
+        for i, text in zip(indices, transcribe(batch, [audio(u) for u in batch]), strict=True):
+            hypotheses[i] = text
+    return hypotheses
+
+
 def evaluate(transcribe: Transcriber, data_dir: str | Path, manifests: Sequence[str], batch_seconds: float = 120.0,
              max_batch: int = 32, limit: int = 0) -> list[SystemResult]:
     """Transcribe each manifest in length-sorted batches (its first `limit` utterances if `limit`) and score it."""
@@ -49,12 +63,9 @@ def evaluate(transcribe: Transcriber, data_dir: str | Path, manifests: Sequence[
     for name in name_list(manifests, "manifests"):
         utterances = read_manifest(data_dir / f"{name}.jsonl")
         utterances = utterances[:limit] if limit else utterances
-        hypotheses = [""] * len(utterances)
         started = time.perf_counter()
-        for indices in length_batches([u.duration for u in utterances], batch_seconds, max_batch, rng=None):
-            batch = [utterances[i] for i in indices]
-            for i, text in zip(indices, transcribe(batch, [load_utterance(u, data_dir) for u in batch]), strict=True):
-                hypotheses[i] = text
+        hypotheses = transcribe_all(transcribe, utterances, lambda u: load_utterance(u, data_dir), batch_seconds,
+                                    max_batch)
         results += score(name, utterances, hypotheses, time.perf_counter() - started)
     return results
 

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from speechkit.core.fileio import atomic_open
 from speechkit.data.audio import load_audio
-from speechkit.data.features import length_batches
 from speechkit.data.manifest import MAX_DURATION, SAMPLE_RATE, Utterance
-from speechkit.engine.evaluation import Transcriber
+from speechkit.engine.evaluation import Transcriber, transcribe_all
 
 FORMATS = {".jsonl": "jsonl", ".json": "seglst", ".rttm": "rttm"}  # by the output file's suffix
 
@@ -82,14 +80,11 @@ def transcribe_recording(path: str | Path, transcriber: Transcriber, language: s
                          progress: bool = True) -> list[TimedSegment]:
     """Timed transcripts of a recording's speech, in time order; silence alone gives none."""
     audio, segments = segment_recording(path, language, max_segment_seconds)
-    texts: dict[int, str] = {}
-    batches = length_batches([s.duration for s in segments], 120.0, max_batch, rng=None)
-    for indices in tqdm(batches, desc=f"transcribing {Path(path).name}", unit="batch", disable=not progress):
-        chosen = [segments[i] for i in indices]
-        audios = [audio[round(s.offset * SAMPLE_RATE):round((s.offset + s.duration) * SAMPLE_RATE)] for s in chosen]
-        texts.update(zip(indices, transcriber(chosen, audios), strict=True))
-    return [TimedSegment(Path(path).stem, s.offset, round(s.offset + s.duration, 3), texts[i])
-            for i, s in enumerate(segments)]
+    texts = transcribe_all(transcriber, segments,
+                           lambda s: audio[round(s.offset * SAMPLE_RATE):round((s.offset + s.duration) * SAMPLE_RATE)],
+                           max_batch=max_batch, progress=progress, desc=f"transcribing {Path(path).name}")
+    return [TimedSegment(Path(path).stem, s.offset, round(s.offset + s.duration, 3), text)
+            for s, text in zip(segments, texts, strict=True)]
 
 
 def write_segments(path: str | Path, segments: Sequence[TimedSegment]) -> None:

@@ -103,14 +103,15 @@ def examples(utterances: Sequence[Utterance], audios: Sequence[np.ndarray], with
 def fine_tune(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], data_dir: str | Path,
               config: TrainConfig, checkpoint: str | Path, *,
               example: Callable[[int, np.ndarray], Example] | None = None, batch_seconds: float = 60.0,
-              max_batch: int = 16, cache: EncoderCache | None = None,
+              max_batch: int = 16, cache: EncoderCache | None = None, read_audio: bool = True,
               weights: Callable[[int], dict[str, float]] | None = None, progress: bool = True,
               on_step: Callable[[int], None] | None = None) -> TrainLog:
     """The speech LLM's supervised fine-tuning, the one every method's training is: item i (`utterances[i]`, its
     audio read from `data_dir`) becomes `example(i, audio)` (default: the utterance with its transcript as target);
     seeded length batches; the token-weighted loss of `stage`; `train` (resumable in `checkpoint`); the model saved
     to `checkpoint`. `weights(step)` overrides the stage's span weights at each step (e.g. {"think_weight": 0.55},
-    the prompt-loss schedule), logged beside the loss; `cache` supplies frozen-encoder outputs."""
+    the prompt-loss schedule), logged beside the loss; `cache` supplies frozen-encoder outputs; without `read_audio`
+    `example` gets None (an ablation that replaces the audio)."""
     data_dir = Path(data_dir)
     example = example or (lambda i, audio: Example(audio, utterances[i].language, utterances[i].text))
     step_weights: dict[str, float] = {}
@@ -123,7 +124,7 @@ def fine_tune(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], d
 
     def loss(model, indices):
         batch = [utterances[i] for i in indices]
-        audios = [load_utterance(u, data_dir) for u in batch]
+        audios = [load_utterance(u, data_dir) if read_audio else None for u in batch]
         items = [example(i, audio) for i, audio in zip(indices, audios, strict=True)]
         if cache is not None:
             items = [replace(e, frames=f) for e, f in zip(items, cache.frames(model, batch, audios), strict=True)]

@@ -83,7 +83,7 @@ def train_refiner(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance
     return fine_tune(model, stage, utterances, data_dir, config, checkpoint,
                      example=lambda i, audio: refiner_example(utterances[i], hypotheses[i],
                                                               audio if audio_aware else SILENCE, utterances[i].text),
-                     batch_seconds=batch_seconds, max_batch=max_batch, progress=progress)
+                     read_audio=audio_aware, batch_seconds=batch_seconds, max_batch=max_batch, progress=progress)
 
 
 def refine(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], hypotheses: Sequence[str],
