@@ -155,3 +155,37 @@ def test_variants_trained_side_by_side_give_the_curves_they_give_one_after_the_o
     one_by_one = run_variants(setup, train_config, proxy, root, tmp_path / "one", workers=1)
     assert list(side_by_side) == ["paper", "norm"] and side_by_side == one_by_one
     assert side_by_side["paper"] != side_by_side["norm"]
+
+
+def test_the_ctc_warmup_trains_the_projector_alone_first_and_is_not_repeated_on_resume(tiny_checkpoints,
+                                                                                       smoke_benchmark, tmp_path,
+                                                                                       capsys):
+    from speechkit.engine.recipes import CTC_WARMUP, build, train_stage
+    from speechkit.engine.training import STATE_FILE
+
+    whisper, llm = tiny_checkpoints
+    root, _ = smoke_benchmark
+    setup = StageSetup(stage=1, encoder=str(whisper), llm=str(llm), projector_hidden=16, max_batch=2,
+                       train_manifests=("source_train",), template="USER: {speech} {prompt} ASSISTANT:",
+                       early_lora=4, ctc_warmup_steps=3, ctc_warmup_batch=4)
+    config = TrainConfig(max_steps=2, warmup_steps=0, learning_rate=1e-2)
+
+    def trained(folder):
+        model = build(setup, folder)
+        model.start_stage(setup.spec)
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        log = train_stage(model, setup, config, root, folder / "checkpoint", progress=False)
+        return model, start, log
+
+    model, start, log = trained(tmp_path)
+    warm = torch.load(tmp_path / "checkpoint" / CTC_WARMUP / STATE_FILE, weights_only=False)
+    assert warm["state"]["step"] == 3 and log.steps == 2
+    assert {n for n in warm["model"]} == {n for n in start if n.startswith("projector.")}  # the projector alone
+    assert all(p.requires_grad == ("projector." in n or "lora_" in n) for n, p in model.named_parameters())
+    capsys.readouterr()
+    again, _, _ = trained(tmp_path)  # a rerun resumes both: nothing trains again, the same weights come out
+    assert "resumed at step 3\nresumed at step 2" in capsys.readouterr().out
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter, dict(again.named_parameters())[name])
+    with pytest.raises(ValueError, match="needs a new model"):
+        dataclasses.replace(setup, init="10_stage1_projector")

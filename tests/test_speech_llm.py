@@ -333,3 +333,47 @@ def test_token_rows_are_merged_outside_training_and_give_the_same_outputs(model,
     model.start_stage(STAGES[3])  # the rows no longer train: merged in training too
     model.train()
     assert all(layer.merged for layer in layers)
+
+
+def test_without_the_lm_loss_the_ctc_trains_the_projector_alone_and_no_llm_runs(model, batch, monkeypatch):
+    warmup = Stage("ctc warm-up", lm_weight=0.0, ctc_weight=1.0)
+    model.start_stage(warmup)
+    audio, lengths = model.embed_audio(batch)
+    expected = model.embedding_ctc_loss(audio, lengths, [e.target for e in batch])
+    monkeypatch.setattr(model.llm, "forward", lambda *a, **k: pytest.fail("the LLM ran"))
+    loss, parts = model.loss(batch, warmup)
+    torch.testing.assert_close(loss, expected)
+    assert parts == {"ctc": pytest.approx(expected.item())}
+    loss.backward()
+    assert model.projector.linear2.weight.grad is not None
+    with pytest.raises(ValueError, match="one of them > 0"):
+        Stage("x", lm_weight=0.0)
+
+
+def test_the_embedding_readout_says_what_the_ctc_taught_the_projector(model, batch):
+    # one utterance learnt by heart: the projector's nearest embeddings then spell its transcript (four words: the
+    # tiny test tokenizer spells a whole sentence in more tokens than the audio has embeddings)
+    warmup = Stage("ctc warm-up", lm_weight=0.0, ctc_weight=1.0)
+    model.start_stage(warmup)
+    example = [replace(batch[0], target=" ".join(batch[0].target.split()[:4]))]
+    before = model.embedding_readout(example)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(60):
+        loss, _ = model.loss(example, warmup)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert before != [example[0].target]
+    assert model.embedding_readout(example) == [example[0].target]
+
+
+def test_an_audio_embedding_equal_to_a_tokens_row_reads_as_that_token_in_an_anisotropic_table(model):
+    # a trained LLM's embedding rows share a common direction (SmolLM2's mean cosine is 0.44): the tiny random LLM's
+    # rows given one too, the embedding CTC must still tell each row from the others
+    table = model.llm.get_input_embeddings().weight
+    with torch.no_grad():
+        table.add_(3 * table.std() * torch.ones(table.shape[1]))
+    ids = torch.arange(0, len(table), 7)
+    log_probs = model.embedding_log_probs(table[ids][None])[0]
+    assert log_probs.argmax(-1).tolist() == ids.tolist()
+    assert log_probs[torch.arange(len(ids)), ids].exp().median() > 0.9

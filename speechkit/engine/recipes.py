@@ -22,6 +22,7 @@ from speechkit.engine.training import TrainConfig, TrainLog, length_batches_by_e
 from speechkit.metrics.scoring import Difference, paired_difference
 from speechkit.models.asr import load_asr
 from speechkit.models.asr import transcriber as asr_transcriber
+from speechkit.models.freezing import freeze_except
 from speechkit.models.speech_llm import (CHAT_TEMPLATE, LLM_LORA_TARGETS, STAGES, Example, SpeechLLM, SpeechLLMConfig,
                                          Stage)
 
@@ -46,6 +47,10 @@ class StageSetup:
     projector_norm: bool = False                # RMSNorm on the projector's output at the LLM's embedding scale
     early_lora: int = 0                         # LoRA of this rank on the LLM (not the encoder) from this stage on
     ctc_weight: float = 0.0                     # auxiliary CTC of the transcript from the audio embeddings
+    # steps of that CTC alone before the stage trains: the projector learns to place each word said near the LLM's
+    # embedding of it, with no LLM in the step (a new model's first stage only)
+    ctc_warmup_steps: int = 0
+    ctc_warmup_batch: int = 64                  # utterances per warm-up step (a step is cheap: projector + CTC)
     encoder_cache: bool = False                 # cache the frozen encoder's outputs beside the data (stages 1-2)
 
     def __post_init__(self):
@@ -53,6 +58,11 @@ class StageSetup:
             raise ValueError(f"stage must be one of {sorted(STAGES)}, got {self.stage}")
         if self.early_lora < 0 or self.ctc_weight < 0:
             raise ValueError(f"early_lora and ctc_weight must be >= 0: {self.early_lora}, {self.ctc_weight}")
+        if self.ctc_warmup_steps < 0 or self.ctc_warmup_batch < 1:
+            raise ValueError(f"ctc_warmup_steps must be >= 0 and ctc_warmup_batch >= 1: {self.ctc_warmup_steps}, "
+                             f"{self.ctc_warmup_batch}")
+        if self.ctc_warmup_steps and self.init:
+            raise ValueError("the CTC warm-up starts a new projector: it needs a new model (no `init`)")
         if not self.init and not (self.encoder and self.llm):
             raise ValueError("stage needs `init` (a saved speech LLM) or both `encoder` and `llm` checkpoints")
         for name in ("train_manifests", "eval_manifests"):  # notebooks give lists; frozen, so set the tuples
@@ -67,6 +77,8 @@ class StageSetup:
 
 
 CHECKPOINT = "checkpoint"  # the folder every training stage saves its model to
+CTC_WARMUP = "ctc_warmup"  # inside it: the CTC warm-up's own resumable state and loss curve
+CTC_WARMUP_STAGE = Stage("ctc warm-up", train=(r"^projector\.",), lm_weight=0.0, ctc_weight=1.0)
 ENCODER_CACHE = "encoder_cache"  # beside the benchmark's manifests: frozen-encoder outputs (`StageSetup.encoder_cache`)
 
 
@@ -145,9 +157,29 @@ def train_stage(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, 
     data_dir = Path(data_dir)
     utterances = [u for name in setup.train_manifests for u in read_manifest(data_dir / f"{name}.jsonl")]
     cache = EncoderCache(data_dir / ENCODER_CACHE, model) if setup.encoder_cache and model.encoder_frozen else None
+    if setup.ctc_warmup_steps:
+        ctc_warmup(model, setup, train_config, utterances, data_dir, Path(checkpoint) / CTC_WARMUP, cache, progress)
     return fine_tune(model, setup.spec, utterances, data_dir, train_config, checkpoint,
                      batch_seconds=setup.batch_seconds, max_batch=setup.max_batch, cache=cache, progress=progress,
                      on_step=on_step)
+
+
+def ctc_warmup(model: SpeechLLM, setup: StageSetup, train_config: TrainConfig, utterances: Sequence[Utterance],
+               data_dir: Path, checkpoint: Path, cache: EncoderCache | None, progress: bool = True,
+               on_step: Callable[[int], None] | None = None) -> TrainLog:
+    """`setup.ctc_warmup_steps` steps of the projector alone on the embedding CTC (resumable in `checkpoint`); what
+    trained before trains again after. `on_step(step)` runs before each step (e.g. `SpeechLLM.embedding_readout`)."""
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    freeze_except(model, CTC_WARMUP_STAGE.train, CTC_WARMUP_STAGE.name)
+    config = replace(train_config, max_steps=setup.ctc_warmup_steps,
+                     warmup_steps=min(train_config.warmup_steps, setup.ctc_warmup_steps // 10))
+    try:
+        return fine_tune(model, CTC_WARMUP_STAGE, utterances, data_dir, config, checkpoint,
+                         batch_seconds=setup.batch_seconds * setup.ctc_warmup_batch / setup.max_batch,
+                         max_batch=setup.ctc_warmup_batch, cache=cache, progress=progress, on_step=on_step)
+    finally:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name in trainable
 
 
 def speech_llm_transcriber(model: SpeechLLM, stage: Stage, decoding: DecodingConfig) -> Transcriber:

@@ -52,6 +52,7 @@ LLM_LORA_TARGETS = r".*llm.*\.(q_proj|k_proj|v_proj|o_proj)$"  # the LLM's only:
 # The LLM's input embeddings and LM head, whose rows for the kit's own tokens train (peft TrainableTokens)
 TOKEN_ROW_TARGETS = r"llm\.(.*\.)?(embed_tokens|lm_head)"
 KIT_TOKENS = (AUDIO_PLACEHOLDER, *SPEECH_TOKENS, *LANGUAGE_TOKENS)
+CTC_TEMPERATURE = 0.05  # the embedding CTC's cosine similarities / this: logits within +-20
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,13 @@ class Stage:
     # auxiliary CTC loss on the projector's output, scored against the LLM's own embedding table (0: none): the
     # audio embeddings are pushed towards the embeddings of the words said, which the LLM already reads
     ctc_weight: float = 0.0
+    # weight of the LLM's token loss; 0 runs no LLM at all (the projector's CTC warm-up: a step costs the projector)
+    lm_weight: float = 1.0
 
     def __post_init__(self):
-        if self.ctc_weight < 0:
-            raise ValueError(f"ctc_weight must be >= 0, not {self.ctc_weight}")
+        if self.ctc_weight < 0 or self.lm_weight < 0 or not self.ctc_weight + self.lm_weight:
+            raise ValueError(f"ctc_weight and lm_weight must be >= 0, one of them > 0: {self.ctc_weight}, "
+                             f"{self.lm_weight}")
         if self.output_format not in ("plain", "tagged"):
             raise ValueError(f"output_format must be 'plain' or 'tagged', not {self.output_format!r}")
         for pattern in self.train:
@@ -374,10 +378,16 @@ class SpeechLLM(nn.Module):
         return batch
 
     def loss(self, examples: Sequence[Example], stage: Stage) -> tuple[torch.Tensor, dict[str, float]]:
-        """Token-weighted cross-entropy: sum(w * CE) / sum(w) over target tokens (prompt tokens have w = 0)."""
+        """`lm_weight` x the token-weighted cross-entropy, sum(w * CE) / sum(w) over target tokens (prompt tokens have
+        w = 0), + `ctc_weight` x the embedding CTC of the audio."""
+        if not stage.lm_weight:  # the projector alone: no LLM forward
+            audio, audio_lengths = self.embed_audio(examples)
+            ctc = self.embedding_ctc_loss(audio, audio_lengths, [e.target for e in examples])
+            return stage.ctc_weight * ctc, {"ctc": ctc.item()}
         batch = self.build_inputs(examples, stage, with_targets=True)
         audio, audio_lengths = batch.pop("audio_embeds", None), batch.pop("audio_lengths", None)
         loss, token_loss = target_loss(self.llm, **batch)
+        loss = stage.lm_weight * loss
         parts = {"unweighted": token_loss.mean().item()}
         if stage.ctc_weight:
             ctc = self.embedding_ctc_loss(audio, audio_lengths, [e.target for e in examples])
@@ -385,12 +395,33 @@ class SpeechLLM(nn.Module):
             parts["ctc"] = ctc.item()
         return loss, parts
 
+    def embedding_log_probs(self, audio: torch.Tensor) -> torch.Tensor:
+        """[batch, tokens, vocab] log-probabilities of each audio embedding being each row of the LLM's input
+        embedding table: cosine similarity / `CTC_TEMPERATURE`, both sides taken about the table's mean row. A
+        trained LLM's rows share a large common direction (SmolLM2's: mean cosine 0.44), so raw cosines barely
+        separate them (an audio embedding equal to a token's own row gave that token 0.3%); the end-of-text token is
+        the CTC blank."""
+        table = self.llm.get_input_embeddings().weight.float()
+        mean = table.mean(0)
+        return (F.normalize(audio.float() - mean, dim=-1) @ F.normalize(table - mean, dim=-1).T
+                / CTC_TEMPERATURE).log_softmax(-1)
+
     def embedding_ctc_loss(self, audio: torch.Tensor, lengths: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        """CTC of the transcript's tokens from the audio embeddings, each scored against every row of the LLM's
-        input embedding table (cosine similarity, temperature 0.1); the end-of-text token is the blank."""
-        table = F.normalize(self.llm.get_input_embeddings().weight.float(), dim=-1)
-        log_probs = (F.normalize(audio.float(), dim=-1) @ table.T / 0.1).log_softmax(-1)
+        """CTC of the transcript's tokens from the audio embeddings (`embedding_log_probs`)."""
+        log_probs = self.embedding_log_probs(audio)
         targets = [self.tokenizer(f" {text}", add_special_tokens=False).input_ids for text in texts]
         return F.ctc_loss(log_probs.transpose(0, 1), torch.tensor([t for ids in targets for t in ids]),
                           lengths.cpu(), torch.tensor([len(ids) for ids in targets]),
                           blank=self.tokenizer.eos_token_id, reduction="mean", zero_infinity=True)
+
+    @torch.no_grad()
+    def embedding_readout(self, examples: Sequence[Example]) -> list[str]:
+        """What the audio embeddings say by themselves: greedy CTC over the embedding table (repeats merged, blanks
+        dropped). A diagnostic of the projector, before the LLM reads anything."""
+        audio, lengths = self.embed_audio(examples)
+        best = self.embedding_log_probs(audio).argmax(-1).cpu()
+        texts = []
+        for row, length in zip(best, lengths.tolist(), strict=True):
+            ids = torch.unique_consecutive(row[:length]).tolist()
+            texts.append(self.tokenizer.decode([i for i in ids if i != self.tokenizer.eos_token_id]).strip())
+        return texts
