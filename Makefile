@@ -34,9 +34,13 @@ precision: setup
 	test -f data_manifests/smoke/source_dev.jsonl || OMP_NUM_THREADS=1 $(BIN)/python -m speechkit run --profile smoke --to 00
 	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.pipeline.precision --data data_manifests/smoke
 
-# The kit's own speech LLM: the pretraining set, the recipe proxy and the long run (resumable; hours on a CPU).
+# The kit's own speech LLM: the pretraining set, the recipe proxy and the long run (resumable; hours on a CPU), then
+# its three stages published as published:stage1..3 (results/pretrain/published/, with provenance and SHA-256).
 pretrain: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m speechkit run --profile pretrain
+	for stage in 1:10_stage1_projector 2:11_stage2_special_tokens 3:12_stage3_lora; do \
+	  $(BIN)/python -m speechkit publish results/pretrain/$${stage#*:} --as stage$${stage%%:*} \
+	    --data data_manifests/pretrain || exit 1; done
 
 setup: system-deps $(VENV)/.installed $(CORPORA)/$(BROWN) strip-filter
 

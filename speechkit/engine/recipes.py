@@ -23,6 +23,8 @@ from speechkit.metrics.scoring import Difference, paired_difference
 from speechkit.models.asr import load_asr
 from speechkit.models.asr import transcriber as asr_transcriber
 from speechkit.models.freezing import freeze_except
+from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
+from speechkit.models.published import published_path
 from speechkit.models.speech_llm import (CHAT_TEMPLATE, LLM_LORA_TARGETS, STAGES, Example, SpeechLLM, SpeechLLMConfig,
                                          Stage)
 
@@ -84,10 +86,13 @@ ENCODER_CACHE = "encoder_cache"  # beside the benchmark's manifests: frozen-enco
 
 def resolve_checkpoint(reference: str, output_dir: str | Path) -> str:
     """A checkpoint reference: a stage name of the same run ("10_stage1_projector" -> its checkpoint folder beside
-    `output_dir`), a packaged model (`pkg:whisper-tiny.en`, kept as is), a path (relative to the repository), or a
-    hub id (kept as is, for the `full` profile)."""
+    `output_dir`), a packaged model (`pkg:whisper-tiny.en`, kept as is), one of the kit's published speech LLMs
+    (`published:stage1` -> its folder, digests checked), a path (relative to the repository), or a hub id (kept as
+    is, for the `full` profile)."""
     if reference.startswith("pkg:"):
         return reference
+    if reference.startswith(PUBLISHED_PREFIX):  # the kit's own published checkpoints, digests checked
+        return str(published_path(reference).relative_to(REPO_ROOT))
     local = repo_path(output_dir).parent / reference / CHECKPOINT if "/" not in reference else repo_path(reference)
     if not local.exists() and "/" in reference:
         return reference

@@ -278,7 +278,8 @@ class SpeechLLM(nn.Module):
         raw = json.loads((path / CONFIG_FILE).read_text())
         config = SpeechLLMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         model = cls.from_pretrained_parts(config, dtype, device)
-        model.tokenizer = AutoTokenizer.from_pretrained(path)
+        if (path / "tokenizer_config.json").is_file():  # else the LLM's own with the kit's tokens, as built above
+            model.tokenizer = AutoTokenizer.from_pretrained(path)
         weights = load_file(str(path / WEIGHTS_FILE))
         unexpected = model.load_state_dict(weights, strict=False).unexpected_keys
         if unexpected:

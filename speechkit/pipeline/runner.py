@@ -2,6 +2,7 @@
 
     python -m speechkit run --profile default [--from STAGE] [--to STAGE] [--out DIR] [--data DIR] [--force]
     python -m speechkit validate MANIFEST.jsonl [...] [--strict-format]
+    python -m speechkit publish STAGE_DIR --as NAME --data DIR
 
 A profile is the set of notebooks that have a parameter file `notebooks/params/<profile>/<stage>.yaml`. Before any
 notebook starts, every parameter file is checked against its notebook's `parameters` cell (papermill itself only
@@ -40,6 +41,8 @@ import yaml
 
 from speechkit.core.fileio import atomic_path, write_json, write_text
 from speechkit.core.results import REPO_ROOT, Metric, format_value, load_metrics, provenance, repo_path
+from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
+from speechkit.models.published import provenance_record, publish
 from speechkit.pipeline import transcribe
 from speechkit.pipeline.claims import verdict_table, verdicts
 
@@ -215,11 +218,16 @@ def stage_precision(parameters: dict) -> str:
 
 
 def stage_key(stage: Stage, parameters: dict, input_keys: dict[str, str], library: str, precision: str) -> str:
-    """Notebook code, parameters, the library's hash, the training precision and the keys of the stages it reads:
-    editing one paper's notebook leaves another paper's stages current, and numbers computed in another precision
-    are another run."""
+    """Notebook code, parameters, the library's hash, the training precision, the keys of the stages it reads and the
+    provenance of any published checkpoint it names: editing one paper's notebook leaves another paper's stages
+    current, and numbers computed in another precision are another run."""
+    # a published checkpoint a parameter names counts by its provenance (its files' digests): republished, it is
+    # another input
+    published = {value: provenance_record(value) for value in parameters.values()
+                 if isinstance(value, str) and value.startswith(PUBLISHED_PREFIX)}
     record = json.dumps({"code": stage.code_hash(), "parameters": parameters, "inputs": input_keys,
-                         "library": library, "precision": precision}, sort_keys=True)
+                         "library": library, "precision": precision} | ({"published": published} if published else {}),
+                        sort_keys=True)
     return hashlib.sha256(record.encode()).hexdigest()
 
 
@@ -523,7 +531,20 @@ def main(argv: list[str] | None = None) -> int:
     checker.add_argument("manifests", nargs="+", help="manifest files (utterances, conversations or N-best lists)")
     checker.add_argument("--strict-format", action="store_true", help="require 16 kHz mono audio")
     transcribe.add_arguments(commands.add_parser("transcribe", help="timed transcripts of recordings of any length"))
+    publisher = commands.add_parser("publish", help="publish a finished speech-LLM stage as published:NAME")
+    publisher.add_argument("stage", help="the stage's results folder, e.g. results/pretrain/10_stage1_projector")
+    publisher.add_argument("--as", dest="name", required=True, help="the name parameter files use, e.g. stage1")
+    publisher.add_argument("--data", required=True, help="the benchmark folder it trained on (its seed and digest)")
     args = parser.parse_args(argv)
+    if args.command == "publish":
+        try:
+            folder = publish(repo_path(args.stage), args.name, repo_path(args.data),
+                             "python -m speechkit " + " ".join(sys.argv[1:] if argv is None else argv))
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"published {args.stage} as {PUBLISHED_PREFIX}{args.name}: {folder}")
+        return 0
     if args.command == "validate":
         return validate_data(args.manifests, args.strict_format)
     if args.command == "transcribe":
