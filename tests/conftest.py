@@ -25,11 +25,11 @@ def tiny_checkpoints(tmp_path_factory, smoke_benchmark):
     import json
 
     import torch
+    from standins import build_bpe_tokenizer, build_char_tokenizer, lm_standin_config, whisper_standin_config
     from transformers import AutoModelForCausalLM
 
-    from speechkit.core.vocab import build_bpe_tokenizer, build_char_tokenizer
     from speechkit.data.manifest import read_manifest
-    from speechkit.models import asr, lm
+    from speechkit.models import asr
 
     root, _ = smoke_benchmark
     texts = [u.text for name in ("source_train", "multilingual_train") for u in read_manifest(root / f"{name}.jsonl")]
@@ -37,10 +37,10 @@ def tiny_checkpoints(tmp_path_factory, smoke_benchmark):
     folder = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     characters = build_char_tokenizer(texts + corpus)
-    whisper = asr.WhisperASR(asr.standin_config(characters, d_model=32, layers=1, heads=2))
+    whisper = asr.WhisperASR(whisper_standin_config(characters, d_model=32, layers=1, heads=2))
     save_checkpoint(whisper, characters, folder / "whisper")
     bpe = build_bpe_tokenizer(corpus, 400)
-    llm = AutoModelForCausalLM.from_config(lm.standin_config(bpe, hidden=32, layers=1, heads=2, kv_heads=1))
+    llm = AutoModelForCausalLM.from_config(lm_standin_config(bpe, hidden=32, layers=1, heads=2, kv_heads=1))
     save_checkpoint(llm, bpe, folder / "llm")
     return folder / "whisper", folder / "llm"
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from standins import lm_standin_config
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, WhisperForConditionalGeneration
 
@@ -9,7 +10,7 @@ from speechkit.data.audio import load_utterance
 from speechkit.data.features import length_batches, log_mel
 from speechkit.data.manifest import read_manifest
 from speechkit.engine.training import TrainConfig, train
-from speechkit.models import asr, lm
+from speechkit.models import asr
 from speechkit.models.asr import load_asr
 from speechkit.models.lm import load_lm
 from speechkit.models.speech_llm import SpeechLLM, SpeechLLMConfig
@@ -101,7 +102,7 @@ def test_full_profile_loading_path_takes_plain_hugging_face_checkpoints(tiny_che
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(["hello there, general kenobi"] * 20, trainer)
     chat_tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<|endoftext|>")
-    chat = AutoModelForCausalLM.from_config(lm.standin_config(chat_tokenizer, hidden=32, layers=1, heads=2,
+    chat = AutoModelForCausalLM.from_config(lm_standin_config(chat_tokenizer, hidden=32, layers=1, heads=2,
                                                               kv_heads=1))
     chat.save_pretrained(tmp_path / "chat")
     chat_tokenizer.save_pretrained(tmp_path / "chat")

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import (AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperConfig,
-                          WhisperForConditionalGeneration)
+from transformers import (AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperForConditionalGeneration)
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -91,18 +90,6 @@ def load_asr(reference: str, dtype: torch.dtype = torch.float32,
     path = local_or_hub(reference)
     model = WhisperASR.from_pretrained(path, dtype=dtype).to(device or default_device())
     return model.eval(), AutoTokenizer.from_pretrained(path)
-
-
-def standin_config(tokenizer: PreTrainedTokenizerFast, d_model: int = 256, layers: int = 4, heads: int = 4,
-                   n_mels: int = 80, max_seconds: int = 30) -> WhisperConfig:
-    """A small random Whisper over a character tokenizer (the unit tests' model); special ids set explicitly."""
-    return WhisperConfig(
-        vocab_size=len(tokenizer), num_mel_bins=n_mels, d_model=d_model, encoder_layers=layers,
-        decoder_layers=layers, encoder_attention_heads=heads, decoder_attention_heads=heads,
-        encoder_ffn_dim=4 * d_model, decoder_ffn_dim=4 * d_model, max_source_positions=max_seconds * 50,
-        max_target_positions=448, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id,
-        begin_suppress_tokens=None, suppress_tokens=None, dropout=0.1)
 
 
 @dataclass

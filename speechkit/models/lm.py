@@ -1,7 +1,6 @@
 """The causal LM: SmolLM2-135M-Instruct from its registry package (`pkg:smollm2-135m-instruct`) by default, a real
 chat LLM by hub id or path in the `full` profile - the same `AutoModelForCausalLM` either way - and the measures of
-what it knows: perplexity per domain, and whether it reads its context (the loss of a sentence right after itself).
-`standin_config` builds the tiny random LMs of the unit tests."""
+what it knows: perplexity per domain, and whether it reads its context (the loss of a sentence right after itself)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from speechkit.core.results import Metric
 from speechkit.data.manifest import read_manifest
@@ -27,16 +26,6 @@ def load_lm(reference: str, dtype: torch.dtype = torch.float32, device: str | No
     path = local_or_hub(reference)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device or default_device())
     return model.eval(), AutoTokenizer.from_pretrained(path)
-
-
-def standin_config(tokenizer: PreTrainedTokenizerFast, hidden: int = 384, layers: int = 6, heads: int = 6,
-                   kv_heads: int = 2, max_positions: int = 1024) -> Qwen2Config:
-    """A small Qwen2 (about 11 M parameters at the defaults with a 4k vocabulary), embeddings tied to the head."""
-    return Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=int(8 / 3 * hidden) // 64 * 64,
-                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                       max_position_embeddings=max_positions, tie_word_embeddings=True,
-                       pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
-                       eos_token_id=tokenizer.eos_token_id)
 
 
 def target_loss(lm, attention_mask: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
