@@ -117,3 +117,22 @@ def test_the_claims_figure_shows_each_measured_difference_beside_the_papers(tmp_
     assert sorted(line.get_xdata()[0] for line in papers) == pytest.approx(
         sorted(100 * c.paper_difference for c in CLAIMS if c.paper_difference is not None))
     assert len(axes.get_yticklabels()) == len(CLAIMS)
+
+
+def test_routed_differences_pair_each_manifest_with_itself_whatever_order_the_systems_list_them():
+    def scored(manifest, domain, count, wrong):
+        chosen = utterances(domain, manifest, count)
+        return score(manifest, chosen, [u.text.replace("nifedipine", "nifty pine") if wrong else u.text
+                                        for u in chosen])[0]
+
+    source_good, source_bad = scored("source_test", "source", 30, False), scored("source_test", "source", 30, True)
+    medical_good, medical_bad = scored("medical_test", "medical", 20, False), scored("medical_test", "medical", 20, True)
+    systems = {"routed": [source_bad, medical_good], "whisper": [medical_bad, source_good],
+               "GER cascade": [source_bad, medical_bad]}
+    rows = {m.name: m for m in routed_differences(systems, ["whisper"])}
+    medical = rows[f"{speech_hands_claims.ROUTED_MINUS_BEST} medical_test [en]"]
+    source = rows[f"{speech_hands_claims.ROUTED_MINUS_BEST} source_test [en]"]
+    assert medical.value == pytest.approx(medical_good.wer.rate - medical_bad.wer.rate) and medical.value < 0
+    assert source.value == pytest.approx(source_bad.wer.rate - source_good.wer.rate) and source.value > 0
+    with pytest.raises(ValueError, match="whisper not scored on medical_test"):
+        routed_differences({**systems, "whisper": [source_good]}, ["whisper"])

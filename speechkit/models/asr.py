@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import (AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperForConditionalGeneration)
+from transformers import AutoTokenizer, GenerationMixin, PreTrainedTokenizerFast, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 

@@ -3,9 +3,8 @@ publish theirs: named `published:<name>` in parameter files, as packaged models 
 the same path as any saved speech LLM once every file's SHA-256 matches the one recorded when it was published.
 
 A published checkpoint is a saved speech LLM's configuration and trained parameters (projector, LoRA, token rows),
-its training curve, and `provenance.json`: the stage's run record (commit, device, threads,
-precision, wall time), the metrics it measured, the data's seed and manifest digest, the command that made it, and the
-files' digests.
+its training curve, and `provenance.json`: the stage's run record (commit, device, threads, precision, wall time),
+the metrics it measured, the data's seed and manifest digest, the command that made it, and the files' digests.
 """
 
 from __future__ import annotations

@@ -196,16 +196,22 @@ def system_results(outputs: dict[str, dict[str, str]], utterances: dict[str, Seq
 
 def routed_differences(systems: dict[str, list[SystemResult]], singles: Sequence[str],
                        cascade: str = "GER cascade", routed: str = "routed") -> list[Metric]:
-    """Paired bootstrap differences, per (manifest, language): routed minus the best single system there, and routed
-    minus the GER cascade (negative: routing is better)."""
+    """Paired bootstrap differences, per (manifest, language) of the routed system: routed minus the best single
+    system there, and routed minus the GER cascade (negative: routing is better). Results are matched by (manifest,
+    language), whatever order each system lists them in; a system not scored on one of them is an error."""
+    scored = {name: {(r.manifest, r.language): r for r in results} for name, results in systems.items()}
     metrics = []
-    for k, result in enumerate(systems[routed]):
-        best = min(singles, key=lambda name: systems[name][k].wer.rate)
+    for result in systems[routed]:
+        key = (result.manifest, result.language)
+        missing = [name for name in (*singles, cascade) if key not in scored[name]]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} not scored on {group_name(*key)}: nothing to pair routing with")
+        best = min(singles, key=lambda name: scored[name][key].wer.rate)
         for baseline, name, claim in ((best, ROUTED_MINUS_BEST, best_single_figure(best)),
                                       (cascade, f"routed minus {cascade}", CASCADE_FIGURE)):
-            d = paired_difference(systems[baseline][k].wer, result.wer)
-            metrics.append(Metric(f"{name} {group_name(result.manifest, result.language)}", d.difference,
-                                  d.interval.low, d.interval.high, unit="rate", claim=claim))
+            d = paired_difference(scored[baseline][key].wer, result.wer)
+            metrics.append(Metric(f"{name} {group_name(*key)}", d.difference, d.interval.low, d.interval.high,
+                                  unit="rate", claim=claim))
     return metrics
 
 
