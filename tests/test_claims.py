@@ -126,7 +126,8 @@ def test_routed_differences_pair_each_manifest_with_itself_whatever_order_the_sy
                                         for u in chosen])[0]
 
     source_good, source_bad = scored("source_test", "source", 30, False), scored("source_test", "source", 30, True)
-    medical_good, medical_bad = scored("medical_test", "medical", 20, False), scored("medical_test", "medical", 20, True)
+    medical_good = scored("medical_test", "medical", 20, False)
+    medical_bad = scored("medical_test", "medical", 20, True)
     systems = {"routed": [source_bad, medical_good], "whisper": [medical_bad, source_good],
                "GER cascade": [source_bad, medical_bad]}
     rows = {m.name: m for m in routed_differences(systems, ["whisper"])}
