@@ -200,3 +200,36 @@ def test_the_refiner_trains_on_hypotheses_and_its_text_only_ablation_reads_no_au
     with pytest.raises(ValueError, match="labeled"):
         train_refiner(model, STAGES[3], [dataclasses.replace(source[0], text=None)], [""], root,
                       TrainConfig(max_steps=1), tmp_path / "x", progress=False)
+
+
+def test_reinforce_scores_each_group_with_its_own_utterance_and_context_and_updates_the_asr(tiny_checkpoints,
+                                                                                           smoke_benchmark, tmp_path):
+    """Ling & Ye's loop: every completion reaches the rewards beside the utterance it was sampled for and that
+    utterance's context; a group is one utterance's rollouts; the pool is visited in a seeded order; the ASR moves."""
+    from speechkit.engine.adaptation import reinforce
+    from speechkit.engine.grpo import GRPOConfig
+    from speechkit.engine.training import shuffled_batches
+
+    root, _ = smoke_benchmark
+    pool = read_pool(root, "medical_pool")[:4]
+    model, tokenizer = asr.load_asr(str(tiny_checkpoints[0]))
+    freeze_except(model, [r"^model\.decoder\."])
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    calls = []
+
+    def shorter(prompts, completions, context, utterance):
+        calls.append((list(context), [u.id for u in utterance], len(completions)))
+        return [-float(len(c)) for c in completions]
+
+    grpo = GRPOConfig(num_generations=2, max_completion_length=6, temperature=1.0)
+    log = reinforce(model, tokenizer, pool, root, {"length": shorter}, None, grpo,
+                    TrainConfig(learning_rate=1e-2, warmup_steps=0, max_steps=2, log_every=1), tmp_path / "rl",
+                    prompts_per_step=2, progress=False)
+    by_id = {u.id: u for u in pool}
+    order = [pool[i].id for batch in shuffled_batches(len(pool), 2, 0)(0) for i in batch]
+    assert [i for _, ids, _ in calls for i in ids[::2]] == order  # two steps of two prompts, in the seeded order
+    for contexts, ids, count in calls:
+        assert count == 4 and ids[0::2] == ids[1::2]  # a group: one utterance's two rollouts, side by side
+        assert contexts == [by_id[i].context for i in ids]
+    assert log.steps == 2 and "reward length" in log.parts[0]
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
