@@ -9,12 +9,11 @@ the metrics it measured, the data's seed and manifest digest, the command that m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
-from speechkit.core.fileio import write_json
+from speechkit.core.fileio import sha256_file, write_json
 from speechkit.core.results import REPO_ROOT
 
 PREFIX = "published:"
@@ -24,14 +23,6 @@ PROVENANCE = "provenance.json"
 # curve. Not the tokenizer (the LLM's own with the kit's tokens added, rebuilt on loading: 3.5 MB a stage for
 # SmolLM2) nor the resumable training state (the optimizer's moments double the size).
 MODEL_FILES = ("speech_llm.json", "trained.safetensors", "training_log.csv")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def publish(stage_dir: str | Path, name: str, data_dir: str | Path, command: str,
@@ -52,7 +43,7 @@ def publish(stage_dir: str | Path, name: str, data_dir: str | Path, command: str
         source = stage_dir / "checkpoint" / file
         if source.is_file():
             shutil.copyfile(source, staging / file)
-            files[file] = sha256(staging / file)
+            files[file] = sha256_file(staging / file)
     benchmark = json.loads((data_dir / "benchmark.json").read_text())
     write_json(staging / PROVENANCE, {
         "name": name, "stage": stage_dir.name, "command": command,
@@ -83,7 +74,7 @@ def published_path(reference: str, root: str | Path | None = None) -> Path:
         raise FileNotFoundError(f"no published checkpoint {name!r}; published: {', '.join(known) or 'none'}")
     files = json.loads((folder / PROVENANCE).read_text())["files"]
     for file, digest in files.items():
-        if not (folder / file).is_file() or sha256(folder / file) != digest:
+        if not (folder / file).is_file() or sha256_file(folder / file) != digest:
             raise ValueError(f"{folder / file}: missing or not the published file (SHA-256 differs from "
                              f"{PROVENANCE}); restore it with git checkout")
     return folder
