@@ -1,5 +1,5 @@
 import sys
 
-from speechkit.pipeline.runner import main
+from speechkit.pipeline.cli import main
 
 sys.exit(main())

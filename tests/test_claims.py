@@ -11,7 +11,7 @@ from speechkit.engine.evaluation import difference_metrics, score
 from speechkit.engine.recipes import compare
 from speechkit.llm_reward import claims as llm_reward_claims
 from speechkit.pipeline.claims import CLAIMS, INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, judge, verdict_table
-from speechkit.pipeline.runner import discover
+from speechkit.pipeline.stages import discover
 from speechkit.rehear import claims as rehear_claims
 from speechkit.slam_asr import claims as slam_asr_claims
 from speechkit.speech_hands import claims as speech_hands_claims

@@ -91,7 +91,7 @@ def test_the_checks_catch_back_edges_and_stray_modules(tmp_path):
     root = tmp_path / "speechkit"
     files = {
         "__init__.py": "",
-        "__main__.py": "from speechkit.pipeline.runner import main\n",
+        "__main__.py": "from speechkit.pipeline.cli import main\n",
         "core/__init__.py": "", "core/base.py": "def f():\n    from speechkit.engine import training\n",
         "engine/__init__.py": "", "engine/training.py": "from speechkit.core.base import f\n",
         "rehear/__init__.py": "", "rehear/refinement.py": "from speechkit import llm_reward\n",

@@ -12,7 +12,7 @@ from speechkit.data.manifest import SAMPLE_RATE, read_manifest
 from speechkit.engine.longform import TimedSegment, speech_regions, transcribe_recording, write_segments
 from speechkit.engine.recipes import whisper_transcriber
 from speechkit.metrics.scoring import error_rate
-from speechkit.pipeline.runner import main
+from speechkit.pipeline.cli import main
 
 
 @pytest.fixture(scope="module")

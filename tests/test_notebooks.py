@@ -12,7 +12,7 @@ from papermill.translators import PythonTranslator
 from speechkit.data.manifest import read_manifest, read_nbest
 from speechkit.models.speech_llm import SpeechLLM
 from speechkit.pipeline.claims import NOT_MEASURED, verdicts
-from speechkit.pipeline.runner import INJECTED, NOTEBOOK_KEY, declared_parameters, discover, validate
+from speechkit.pipeline.stages import INJECTED, NOTEBOOK_KEY, declared_parameters, discover, validate
 from speechkit.speech_hands.routing import read_decisions
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -104,13 +104,13 @@ def test_a_run_resumed_on_a_machine_of_the_other_kind_continues_in_its_precision
 
 
 def test_the_runner_records_the_precision_in_the_key(monkeypatch):
-    from speechkit.pipeline import runner
+    from speechkit.pipeline import keys, stages
 
     simulate_cpu(monkeypatch, False)
     monkeypatch.setenv("SPEECHKIT_DEVICE", "cpu")
-    assert runner.stage_precision({}) == "no" and runner.stage_precision({"mixed_precision": "bf16"}) == "bf16"
-    stage = runner.discover("smoke")[0]
-    keys = {runner.stage_key(stage, {}, {}, "library", precision) for precision in ("no", "bf16")}
+    assert keys.stage_precision({}) == "no" and keys.stage_precision({"mixed_precision": "bf16"}) == "bf16"
+    stage = stages.discover("smoke")[0]
+    keys = {keys.stage_key(stage, {}, {}, "library", precision) for precision in ("no", "bf16")}
     assert len(keys) == 2
     assert device.PRECISIONS == ("auto", "bf16", "no")
 

@@ -10,7 +10,7 @@ from speechkit.engine import recipes
 from speechkit.models import published
 from speechkit.models.published import PROVENANCE, provenance_record, publish, published_path
 from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
-from speechkit.pipeline import runner
+from speechkit.pipeline import cli, keys, stages
 
 
 @pytest.fixture
@@ -68,16 +68,16 @@ def test_parameter_files_name_it_and_a_republished_checkpoint_changes_the_stage_
                                                                                     monkeypatch, capsys):
     _, stage, data = finished_stage
     monkeypatch.setattr(published, "PUBLISHED", tmp_path / "published")
-    assert runner.main(["publish", str(stage), "--as", "stage1", "--data", str(data)]) == 0
+    assert cli.main(["publish", str(stage), "--as", "stage1", "--data", str(data)]) == 0
     assert "published:stage1" in capsys.readouterr().out
     folder = published.PUBLISHED / "stage1"
     assert json.loads((folder / PROVENANCE).read_text())["command"].startswith("python -m speechkit publish")
     monkeypatch.setattr(recipes, "REPO_ROOT", tmp_path)
     assert recipes.resolve_checkpoint("published:stage1", tmp_path / "out") == "published/stage1"
-    notebook_stage = runner.discover("smoke")[0]
-    key = runner.stage_key(notebook_stage, {"init": "published:stage1"}, {}, "lib", "no")
+    notebook_stage = stages.discover("smoke")[0]
+    key = keys.stage_key(notebook_stage, {"init": "published:stage1"}, {}, "lib", "no")
     first = provenance_record("published:stage1")
     (stage / "checkpoint" / "training_log.csv").write_text("step,loss\n25,2.0\n")
     publish(stage, "stage1", data, "cmd")
     assert provenance_record("published:stage1") != first
-    assert runner.stage_key(notebook_stage, {"init": "published:stage1"}, {}, "lib", "no") != key
+    assert keys.stage_key(notebook_stage, {"init": "published:stage1"}, {}, "lib", "no") != key

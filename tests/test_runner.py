@@ -1,13 +1,16 @@
 import dataclasses
 import json
+import shutil
 
 import nbformat
 import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from speechkit.pipeline import runner
-from speechkit.pipeline.runner import ParameterError, StageFailed, main, progress_line, run
+from speechkit.pipeline import keys
+from speechkit.pipeline.cli import main
+from speechkit.pipeline.runner import StageFailed, progress_line, run
+from speechkit.pipeline.stages import ParameterError, discover
 
 PARAMETERS = 'profile = "smoke"\noutput_dir = ""\ndata_dir = ""\nvalue = 1.0\nfail = False\n'
 BODY = """
@@ -18,8 +21,8 @@ save_metrics(output_dir, [Metric("value", value * 0.01, ci_low=0.0, ci_high=0.02
 """
 
 
-def make_notebook(path, parameters=PARAMETERS, tagged=True):
-    cells = [new_code_cell(parameters, metadata={"tags": ["parameters"]} if tagged else {}), new_code_cell(BODY)]
+def make_notebook(path, parameters=PARAMETERS, tagged=True, body=BODY):
+    cells = [new_code_cell(parameters, metadata={"tags": ["parameters"]} if tagged else {}), new_code_cell(body)]
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}, "language_info": {"name": "python"}})
     nbformat.write(nb, path)
@@ -179,7 +182,7 @@ def test_an_executed_notebook_is_published_as_small_html(tmp_path):
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
     from speechkit.data.audio import wav_bytes
-    from speechkit.pipeline.runner import export_html
+    from speechkit.pipeline.summary import export_html
 
     wav = base64.b64encode(wav_bytes(np.zeros(16_000, np.float32) + 0.01)).decode()
     cell = new_code_cell("x", outputs=[
@@ -193,7 +196,7 @@ def test_an_executed_notebook_is_published_as_small_html(tmp_path):
 
 
 def test_set_overrides_a_parameter_through_the_validator():
-    from speechkit.pipeline.runner import ParameterError, apply_overrides, discover, validate
+    from speechkit.pipeline.stages import ParameterError, apply_overrides, discover, validate
 
     stages = apply_overrides(discover("smoke"), ["12_stage3_lora.max_steps=3", "10.learning_rate=2e-3"])
     by_name = {s.name: s for s in stages}
@@ -210,7 +213,7 @@ def test_set_overrides_a_parameter_through_the_validator():
 
 
 def test_a_list_parameter_takes_a_yaml_list_of_items_like_its_default():
-    from speechkit.pipeline.runner import apply_overrides, discover, validate
+    from speechkit.pipeline.stages import apply_overrides, discover, validate
 
     def stage(*overrides):
         return next(s for s in apply_overrides(discover("smoke"), list(overrides)) if s.name == "12_stage3_lora")
@@ -258,14 +261,71 @@ def test_a_stage_key_follows_the_stages_it_reads_and_a_notebook_can_run_again(pr
     assert [line.split(":")[0] for line in logs if "running" in line] == ["[4/4] 03_reader_again"]
 
 
-def test_a_library_change_reruns_every_stage(project, monkeypatch):
+def edit(path):
+    path.write_text(path.read_text() + "# edited\n")
+
+
+def test_a_stage_reruns_when_library_code_it_reaches_changes_and_only_then(project, tmp_path, monkeypatch):
+    """Both notebooks import speechkit.core.results; 01 also reaches ReHear's package (an import in a function it
+    never calls counts). The stage keys read a copy of the library, which the test edits."""
+    notebooks, _ = project
+    library = tmp_path / "speechkit"
+    shutil.copytree(keys.PACKAGE, library, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(keys, "PACKAGE", library)
+    make_notebook(notebooks / "01_second.ipynb",
+                  body=BODY + "\ndef unused():\n    from speechkit.rehear import refinement\n")
     logs = []
-    go(project, logs)
-    assert runner.library_hash() == runner.library_hash() and len(runner.library_hash()) == 64
-    monkeypatch.setattr(runner, "library_hash", lambda: "an edited library")
-    logs.clear()
-    go(project, logs)
-    assert sum("running" in line for line in logs) == 2
+
+    def running():
+        logs.clear()
+        go(project, logs)
+        return [line.split(":")[0] for line in logs if "running" in line]
+
+    assert running() == ["[1/2] 00_first", "[2/2] 01_second"]
+    edit(library / "llm_reward" / "reward.py")
+    assert running() == []
+    edit(library / "rehear" / "refinement.py")
+    assert running() == ["[2/2] 01_second"]
+    edit(library / "core" / "results.py")
+    assert running() == ["[1/2] 00_first", "[2/2] 01_second"]
+
+
+def test_a_change_in_one_papers_package_leaves_the_other_papers_stages_current(tmp_path):
+    """On the real default profile: editing a module of one paper's package changes the library hash of that paper's
+    stages only (the stages of the kit's shared layers reach no paper package)."""
+    library = tmp_path / "speechkit"
+    shutil.copytree(keys.PACKAGE, library, ignore=shutil.ignore_patterns("__pycache__"))
+    profile = discover("default")
+    before = {stage.name: keys.library_hash(stage, library) for stage in profile}
+    papers = {"slam_asr": "1", "rehear": "2", "llm_reward": "3", "speech_hands": "4"}  # their stages' first digit
+    for paper, digit in papers.items():
+        edit(sorted((library / paper).glob("[!_]*.py"))[0])
+        after = {stage.name: keys.library_hash(stage, library) for stage in profile}
+        changed = sorted(name for name in before if after[name] != before[name])
+        assert changed and all(name.startswith(digit) for name in changed), (paper, changed)
+        before = after
+    edit(library / "engine" / "training.py")
+    after = {stage.name: keys.library_hash(stage, library) for stage in profile}
+    assert {"10_stage1_projector", "15_cot_sft", "20_rehear", "30_llm_reward", "41_routing"} <= {
+        name for name in before if after[name] != before[name]}
+
+
+def test_the_import_closure_covers_what_python_imports_and_resolves_relative_imports(tmp_path):
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, speechkit.engine.recipes; print(' '.join(sorted("
+                             "m for m in sys.modules if m.startswith('speechkit'))))"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert "speechkit.engine.recipes" in loaded
+    assert set(loaded) <= set(keys.imported_modules("from speechkit.engine.recipes import build"))
+    package = tmp_path / "speechkit"
+    for name, text in {"__init__.py": "", "a/__init__.py": "", "a/b.py": "from ..c import d\n", "c/__init__.py": "",
+                       "c/d.py": "def f():\n    import speechkit.e\n", "e.py": "", "unused.py": ""}.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    assert keys.imported_modules("%matplotlib inline\nfrom speechkit.a import b", package) == [
+        "speechkit", "speechkit.a", "speechkit.a.b", "speechkit.c", "speechkit.c.d", "speechkit.e"]
 
 
 def test_a_long_stage_reports_progress_with_the_time_its_last_run_took(project):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from speechkit.pipeline.runner import main
+from speechkit.pipeline.cli import main
 
 
 def utterance(**changes):
