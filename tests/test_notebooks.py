@@ -51,7 +51,10 @@ def test_profiles_validate(profile):
 
 
 def test_smoke_defaults_equal_the_smoke_parameter_files():
+    """Each notebook's defaults are its smoke stage (a notebook run again as another stage is set by its file)."""
     for stage in discover("smoke"):
+        if stage.notebook.stem != stage.name:
+            continue
         declared = declared_parameters(stage.notebook)
         assert {k: declared[k] for k in stage.parameters} == stage.parameters, stage.name
 
