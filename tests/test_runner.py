@@ -92,13 +92,17 @@ def test_run_skip_force_and_summary(project):
     assert "](claims.png)" in summary.read_text() and (out / "smoke" / "claims.png").stat().st_size > 1000
     assert any("[1/2] 00_first: running" in line for line in logs)
 
+    assert logs[0] == "plan: 2 of 2 chosen stages to run (2 never recorded: 00_first, 01_second)"
     logs.clear()
     go(project, logs)
-    assert sum("skipped" in line for line in logs) == 2
+    assert sum("skipped" in line for line in logs) == 2 and logs[0] == "plan: 0 of 2 chosen stages to run"
 
     logs.clear()
     go(project, logs, force=True, first="01")
     assert any("01_second: running" in line for line in logs) and not any("00_first" in line for line in logs)
+    seconds = json.loads((out / "smoke" / "01_second" / "params.json").read_text())["seconds"]
+    assert logs[0] == (f"plan: 1 of 1 chosen stages to run, about {seconds / 60:.0f} min from their last recorded "
+                       "wall times")
 
     # new parameters for the first stage invalidate it and every stage after it
     (notebooks / "params" / "smoke" / "00_first.yaml").write_text("value: 3.0\n")
@@ -189,7 +193,8 @@ def test_an_executed_notebook_is_published_as_small_html(tmp_path):
         new_output("stream", name="stdout", text="training:  10%\rtraining:  50%\rtraining: 100%\ndone\n"),
         new_output("display_data", data={"text/html": f'<audio src="data:audio/wav;base64,{wav}"></audio>'})])
     notebook = tmp_path / "10_stage.ipynb"
-    nbformat.write(new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}), notebook)
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    nbformat.write(new_notebook(cells=[cell], metadata=kernel), notebook)
     html = export_html(notebook).read_text()
     assert "training: 100%" in html and "training:  10%" not in html
     assert "data:audio/ogg;base64," in html and "audio/wav" not in html
@@ -222,11 +227,11 @@ def test_a_list_parameter_takes_a_yaml_list_of_items_like_its_default():
     validate(chosen)
     assert chosen.parameters["test_manifests"] == ["source_test"]
     assert chosen.parameters["eval_manifests"] == ["source_dev", "medical_dev"]
-    with pytest.raises(ParameterError, match=r"'test_manifests' should be list like its default \['source_test', "
-                                             r"'multilingual_test'\], got 'source_test,medical_test' \(a YAML list"):
+    with pytest.raises(ParameterError, match=r"'test_manifests' should be list like its default \[\], got "
+                                             r"'source_test,medical_test' \(a YAML list"):
         validate(stage("12.test_manifests=source_test,medical_test"))
-    with pytest.raises(ParameterError, match="'test_manifests' should be list"):
-        validate(stage("12.test_manifests=[1, 2]"))
+    with pytest.raises(ParameterError, match="'eval_manifests' should be list"):  # items like the default's
+        validate(stage("12.eval_manifests=[1, 2]"))
     decoding = next(s for s in apply_overrides(discover("smoke"), ["13.beam_sizes=[8, 10]"]) if s.name.startswith("13"))
     validate(decoding)
     with pytest.raises(ParameterError, match="'beam_sizes' should be list"):
@@ -347,3 +352,33 @@ def test_progress_line_estimates_what_is_left():
     assert progress_line("[3/9] 12_stage3_lora", 600, None) == "[3/9] 12_stage3_lora: still running, 10.0 min"
     assert progress_line("s", 600, 3000).endswith("(last run 50.0 min: about 40 min left)")
     assert progress_line("s", 3600, 3000).endswith("(last run 50.0 min: longer than then)")
+
+
+def test_committed_results_come_only_from_a_tree_without_code_changes(tmp_path, monkeypatch):
+    """Runs write results and benchmarks into the repository: those are not code changes. Anything else is, and a run
+    into the repository's results folder refuses it unless --allow-dirty; params.json records it as dirty."""
+    import subprocess
+
+    from speechkit.core import results
+    from speechkit.pipeline import runner
+
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    for command in (["init", "-q"], ["add", "code.py"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                                                          "code"]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    monkeypatch.setattr(results, "REPO_ROOT", repo)
+    monkeypatch.setattr(runner, "REPO_ROOT", repo)
+    (repo / "results" / "metrics.json").write_text("{}")
+    (repo / "data_manifests").mkdir()
+    (repo / "data_manifests" / "a.jsonl").write_text("")
+    assert results.code_changes() == [] and results.provenance()["git_dirty"] is False
+    runner.check_clean_tree(repo / "results", allow_dirty=False)
+    (repo / "code.py").write_text("x = 2\n")
+    (repo / "new.py").write_text("")
+    assert results.code_changes() == ["code.py", "new.py"] and results.provenance()["git_dirty"] is True
+    with pytest.raises(ParameterError, match=r"uncommitted code changes \(code.py, new.py\).*--allow-dirty"):
+        runner.check_clean_tree(repo / "results", allow_dirty=False)
+    runner.check_clean_tree(repo / "results", allow_dirty=True)
+    runner.check_clean_tree(tmp_path / "elsewhere", allow_dirty=False)  # an experiment's own folder

@@ -66,21 +66,34 @@ def load_metrics(stage_dir: str | Path) -> list[Metric]:
     return [Metric(**row) for row in json.loads(path.read_text(encoding="utf-8"))] if path.is_file() else []
 
 
+# what runs write into the repository: their changes leave the code of a commit as it was
+RUN_OUTPUTS = ("results", "data_manifests")
+
+
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def code_changes() -> list[str]:
+    """Paths with uncommitted changes outside what runs write (`RUN_OUTPUTS`): a stage computed now is computed by
+    other code than its commit's."""
+    status = _git("status", "--porcelain", "--", ".", *(f":(exclude){folder}" for folder in RUN_OUTPUTS))
+    return [line[3:] for line in status.splitlines()]
+
+
 def provenance() -> dict:
-    """Git commit, interpreter, library versions and device: written next to every stage's results."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
+    """Git commit (dirty: code changed since it, `code_changes`), interpreter, library versions and device: written
+    next to every stage's results."""
     versions = {}
     for package in ("torch", "transformers", "peft", "trl", "jiwer", "meeteval", "librosa", "numpy", "papermill"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
+    return {"git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(code_changes()),
             "python": sys.version.split()[0], "platform": platform.platform(), "device": _device(),
             "threads": _threads(), "versions": versions}
 

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     runner.add_argument("--out", default="results", help="results folder (default: results)")
     runner.add_argument("--data", help="benchmark folder (default: data_manifests/<profile>)")
     runner.add_argument("--force", action="store_true", help="rerun stages whose outputs exist")
+    runner.add_argument("--allow-dirty", action="store_true", help="write into results/ from a tree with uncommitted "
+                        "code changes (an experiment: its runs are marked dirty)")
     runner.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.NAME=VALUE",
                         help="override a parameter (repeatable), e.g. --set 12_stage3_lora.max_steps=100")
     checker = commands.add_parser("validate", help="check manifests and their audio; one line per problem")
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "transcribe":
         return transcribe.main(args)
     try:
-        run(args.profile, args.first, args.last, args.out, args.data, args.force, overrides=args.overrides)
+        run(args.profile, args.first, args.last, args.out, args.data, args.force, overrides=args.overrides,
+            allow_dirty=args.allow_dirty)
     except (ParameterError, StageFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2 if isinstance(error, ParameterError) else 1

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from speechkit.core.fileio import write_json
-from speechkit.core.results import REPO_ROOT, provenance, repo_path
+from speechkit.core.results import REPO_ROOT, code_changes, provenance, repo_path
 from speechkit.pipeline.keys import STAGE_FILE, library_hash, recorded_key, recorded_seconds, stage_key, stage_precision
 from speechkit.pipeline.stages import (NOTEBOOKS, ParameterError, Stage, apply_overrides, declared_parameters,
                                        discover, inputs, select, validate)
@@ -67,11 +67,15 @@ def heartbeat(prefix: str, previous: float | None, log: Callable[[str], None],
 
 def run(profile: str, first: str | None = None, last: str | None = None, out: str | Path = "results",
         data: str | Path | None = None, force: bool = False, notebooks: Path = NOTEBOOKS,
-        log=print, overrides: list[str] = (), heartbeat_seconds: float = HEARTBEAT_SECONDS) -> Path:
+        log=print, overrides: list[str] = (), heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        allow_dirty: bool = False) -> Path:
     """Run the profile's stages; returns the summary path. Raises StageFailed naming the stage, cell and error.
-    `overrides` are `STAGE.NAME=VALUE` settings on top of the parameter files (`--set`), validated alike."""
+    `overrides` are `STAGE.NAME=VALUE` settings on top of the parameter files (`--set`), validated alike. Results
+    go into the repository's own results folder only from a tree without code changes, unless `allow_dirty` (an
+    experiment: its runs are marked dirty in summary.md)."""
     import papermill  # imported here: `--help` and parameter errors should not wait for it
 
+    check_clean_tree(Path(out), allow_dirty)
     all_stages = apply_overrides(discover(profile, notebooks), overrides)
     for stage in all_stages:  # validate every stage before running any
         validate(stage)
@@ -92,6 +96,10 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
         return rerun_command(of, stage.split("_")[0], last, into, data if of == profile else None)
 
     check_upstream(planned, chosen, reads, out_dir, rerun)
+    to_run = [stage.name for stage, _, key in planned
+              if stage.name in chosen and (force or recorded_key(out_dir / stage.name) != key)]
+    expected = {name: recorded_seconds(out_dir / name) for name in to_run}
+    log(plan_line(len(chosen), expected))
     started = time.perf_counter()
     validated: dict[Path, list[str]] = {}  # manifests checked in this run, with their problems
     for number, (stage, parameters, key) in enumerate(planned, start=1):
@@ -105,7 +113,9 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
             continue
         if number > 1:  # the first stage writes the benchmark: its manifests do not exist before it runs
             check_data(stage, parameters, data_dir, validated)
-        log(f"{prefix}: running (elapsed {time.perf_counter() - started:.0f} s)")
+        left = sum(seconds or 0 for seconds in expected.values())
+        log(f"{prefix}: running (elapsed {time.perf_counter() - started:.0f} s"
+            + (f"; about {left / 60:.0f} min left in this run, from recorded wall times)" if left else ")"))
         marker.unlink(missing_ok=True)  # a failed rerun must not look finished
         stage_dir.mkdir(parents=True, exist_ok=True)
         executed = stage_dir / f"{stage.name}.ipynb"
@@ -131,10 +141,36 @@ def run(profile: str, first: str | None = None, last: str | None = None, out: st
         write_json(stage_dir / "params.json", {"stage": stage.name, "parameters": parameters, **provenance(),
                                                "precision": stage_precision(parameters), **timing})
         write_json(marker, {"key": key, **timing})
+        expected.pop(stage.name, None)
         log(f"{prefix}: done in {seconds:.0f} s (elapsed {time.perf_counter() - started:.0f} s)")
     summary = write_summary(out_dir, [s.name for s in all_stages])
     log(f"summary: {summary}")
     return summary
+
+
+def plan_line(chosen: int, expected: dict[str, float | None]) -> str:
+    """What a run is about to do: how many of the chosen stages run, and how long they took when last recorded."""
+    known = [seconds for seconds in expected.values() if seconds is not None]
+    line = f"plan: {len(expected)} of {chosen} chosen stages to run"
+    if known:
+        line += f", about {sum(known) / 60:.0f} min from their last recorded wall times"
+    if len(known) < len(expected):
+        line += f" ({len(expected) - len(known)} never recorded: " + ", ".join(
+            name for name, seconds in expected.items() if seconds is None) + ")"
+    return line
+
+
+def check_clean_tree(out: Path, allow_dirty: bool) -> None:
+    """Committed results come from one commit: a run into the repository's results folder needs a tree without code
+    changes (results and benchmarks written by runs do not count), or `allow_dirty`."""
+    if allow_dirty or not out.resolve().is_relative_to((REPO_ROOT / "results").resolve()):
+        return
+    changed = code_changes()
+    if changed:
+        raise ParameterError(f"the working tree has uncommitted code changes ({', '.join(changed[:5])}"
+                             f"{', ...' if len(changed) > 5 else ''}): results in {REPO_ROOT / 'results'} must come "
+                             "from one commit. Commit them (or run from a worktree pinned at a commit: git worktree "
+                             "add ../run HEAD), or pass --allow-dirty for an experiment (its runs are marked dirty)")
 
 
 def rerun_command(profile: str, first: str, last: str | None, out: Path, data: str | Path | None) -> str:
