@@ -118,3 +118,10 @@ def test_the_smoke_pipeline_runs_through_the_runner(smoke_run):
     assert not unmeasured
     assert not [(r["stage"], r["name"]) for r in rows for key in ("value", "ci_low", "ci_high")
                 if r[key] is not None and math.isnan(r[key])]
+
+
+def test_every_notebook_has_a_full_parameter_file():
+    """GPU users run the full profile: every notebook takes part in it (by its own name or run again as another
+    stage's `notebook:`)."""
+    run_by_full = {stage.notebook.name for stage in discover("full")}
+    assert [p.name for p in NOTEBOOKS if p.name not in run_by_full] == []
