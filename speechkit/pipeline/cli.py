@@ -4,6 +4,7 @@
     python -m speechkit validate MANIFEST.jsonl [...] [--strict-format]
     python -m speechkit transcribe FILE [...]
     python -m speechkit publish STAGE_DIR --as NAME --data DIR
+    python -m speechkit readme [--profile default]
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import argparse
 import sys
 import warnings
 
-from speechkit.core.results import repo_path
+from speechkit.core.results import REPO_ROOT, repo_path
 from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
 from speechkit.models.published import publish
 from speechkit.pipeline import transcribe
 from speechkit.pipeline.runner import StageFailed, run
 from speechkit.pipeline.stages import PROFILES, ParameterError
+from speechkit.pipeline.summary import update_readme
 
 
 def validate_data(paths: list[str], strict_format: bool = False) -> int:
@@ -60,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     publisher.add_argument("stage", help="the stage's results folder, e.g. results/pretrain/10_stage1_projector")
     publisher.add_argument("--as", dest="name", required=True, help="the name parameter files use, e.g. stage1")
     publisher.add_argument("--data", required=True, help="the benchmark folder it trained on (its seed and digest)")
+    readme = commands.add_parser("readme", help="regenerate the README's measured section from a profile's results")
+    readme.add_argument("--profile", default="default", help="whose results (default: default)")
     args = parser.parse_args(argv)
+    if args.command == "readme":
+        changed = update_readme(REPO_ROOT / "README.md", REPO_ROOT / "results" / args.profile)
+        print("README.md " + ("updated" if changed else "already current"))
+        return 0
     if args.command == "publish":
         try:
             folder = publish(repo_path(args.stage), args.name, repo_path(args.data),

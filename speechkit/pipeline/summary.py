@@ -105,3 +105,52 @@ def run_header(out_dir: Path, stage_names: list[str]) -> list[str]:
                      f"{PRECISION_NAMES.get(run.get('precision'), '-')} | "
                      f"{'-' if seconds is None else f'{seconds / 60:.1f} min'} |")
     return lines
+
+
+README_BEGIN = ("<!-- measured: generated from results/default/ by `python -m speechkit readme`; a test checks it, do "
+                "not edit by hand -->")
+README_END = "<!-- measured: end -->"
+SPEED_FILE = "speed.json"  # `make speed`, beside summary.json
+
+
+def measured_section(out_dir: Path) -> str:
+    """The README's measured section, from a profile's committed results: the claims with their verdicts, the runs
+    (commit, device, wall time) and the speed ratios, each table under the command that produced it."""
+    rows = json.loads((out_dir / "summary.json").read_text())
+    stages = sorted(p.parent.name for p in out_dir.glob("*/params.json"))
+    seconds = [json.loads((out_dir / name / "params.json").read_text()).get("seconds") or 0 for name in stages]
+    folder = out_dir.relative_to(out_dir.parents[1]).as_posix()  # results/<profile>
+    lines = [f"Every number of the `{out_dir.name}` profile with its interval, stage by stage: "
+             f"[{folder}/summary.md]({folder}/summary.md). Command: `python -m speechkit run --profile {out_dir.name}` "
+             f"(`make reproduce`); the stages below ran for {sum(seconds) / 60:.0f} min in all.", "",
+             "### Claims", "", *verdict_table(verdicts(rows, out_dir)), "", "### Runs", "",
+             *run_header(out_dir, stages)]
+    speed = out_dir / SPEED_FILE
+    if speed.is_file():
+        report = json.loads(speed.read_text())
+        lines += ["", f"### Speed (`make speed`: [{folder}/{SPEED_FILE}]({folder}/{SPEED_FILE}), "
+                      f"{report['utterances']} source_dev utterances, {report['threads']} thread, {report['device']})",
+                  "", "| what | measured | baseline | ratio |", "| --- | --- | --- | --- |",
+                  f"| training, utterances/s: length batches vs padding to 30 s | "
+                  f"{report['train_utterances_per_second']} | {report['train_padded_30s_utterances_per_second']} | "
+                  f"{report['train_speedup']}x |",
+                  f"| decoding RTFx: batches vs one at a time | {report['decode_rtfx_batched']} | "
+                  f"{report['decode_rtfx_single']} | {report['decode_speedup']}x |",
+                  f"| one GRPO step ({report['grpo_prompts']} utterances x {report['grpo_generations']} rollouts) vs "
+                  f"one supervised step, seconds | {report['grpo_step_seconds']} | {report['supervised_step_seconds']} "
+                  f"| {report['grpo_step_ratio']}x |"]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, out_dir: Path) -> bool:
+    """Rewrite the README's generated measured section (between `README_BEGIN` and `README_END`); True if it
+    changed."""
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme}: no generated section (the lines {README_BEGIN!r} ... {README_END!r})")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    updated = f"{head}{README_BEGIN}\n{measured_section(out_dir)}\n{README_END}{tail}"
+    if updated != text:
+        write_text(readme, updated)
+    return updated != text
