@@ -1,9 +1,81 @@
-"""The README's measured section is generated from the committed results, so no hand copy can drift."""
+"""The README's references stay true (links, module paths, make targets, profiles and stages in its commands), and its
+measured section is generated from the committed results, so no hand copy can drift."""
+
+import importlib.util
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 
 from speechkit.core.results import REPO_ROOT
 from speechkit.pipeline.summary import README_BEGIN, README_END, measured_section, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+PROFILES = {p.name for p in (ROOT / "notebooks" / "params").iterdir() if p.is_dir()}
+
+
+def stage_names(profile: str) -> set[str]:
+    names = {p.stem for p in (ROOT / "notebooks" / "params" / profile).glob("*.yaml")}
+    return names | {n.split("_")[0] for n in names}
+
+
+def test_relative_links_point_to_files():
+    links = re.findall(r"\]\(([^)#\s]+)", README)
+    missing = [link for link in links if "://" not in link and not (ROOT / link).exists()]
+    assert links and not missing, f"README links to missing files: {missing}"
+
+
+def is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent of `name` is a module, not a package
+        return False
+
+
+def is_attribute(name: str) -> bool:
+    """`speechkit.data.synth.synthesize`: a name defined in a module."""
+    parent, _, attribute = name.rpartition(".")
+    return is_module(parent) and hasattr(importlib.import_module(parent), attribute)
+
+
+def test_named_modules_and_source_files_exist():
+    files = set(re.findall(r"\b(speechkit/[\w/]+\.py)\b", README))
+    modules = set(re.findall(r"\b(speechkit(?:\.\w+)+)\b", README))
+    assert files and modules
+    assert not [f for f in files if not (ROOT / f).is_file()], "README names missing source files"
+    missing = [m for m in modules if not (is_module(m) or is_attribute(m))]
+    assert not missing, f"README names missing modules: {missing}"
+
+
+def test_make_targets_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([\w-]+):", makefile, flags=re.M))
+    named = set(re.findall(r"`make (?:[A-Z]+=\S+ )*([a-z][\w-]*)", README)) | set(
+        re.findall(r"^make ([a-z][\w-]*)", README, flags=re.M))
+    assert {"reproduce", "test"} <= named
+    assert named <= targets, f"README names make targets the Makefile lacks: {named - targets}"
+
+
+def runner_commands() -> list[list[str]]:
+    """`python -m speechkit run` commands: lines of fenced blocks and inline code (which may wrap onto a next line)."""
+    fenced = [line for block in re.findall(r"^```\w*\n(.*?)^```", README, flags=re.M | re.S)
+              for line in block.splitlines()]
+    inline = re.findall(r"(?<!`)`([^`]+)`(?!`)", re.sub(r"^```.*?^```", "", README, flags=re.M | re.S))
+    commands = [c.replace("\n", " ").partition("python -m speechkit run ")[2] for c in fenced + inline
+                if "python -m speechkit run " in c]
+    return [shlex.split(re.sub(r"\[[^\]]*\]", "", c)) for c in commands]  # [--option VALUE]: placeholders
+
+
+@pytest.mark.parametrize("command", runner_commands(), ids=" ".join)
+def test_runner_commands_name_existing_profiles_and_stages(command):
+    options = dict(zip(command[::2], command[1::2]))
+    profile = options.get("--profile")
+    assert profile in PROFILES, f"unknown profile {profile!r}"
+    for flag in ("--from", "--to"):
+        if flag in options:
+            assert options[flag] in stage_names(profile), f"{flag} {options[flag]}: no such stage in {profile}"
 
 
 def test_the_readme_measured_section_is_the_one_the_committed_results_give():
