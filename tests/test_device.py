@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from speechkit.models import device
 from speechkit.models.asr import load_asr
 from speechkit.models.device import default_device
 from speechkit.models.lm import load_lm
@@ -28,3 +29,11 @@ def test_loaders_put_models_on_the_default_or_the_given_device(tiny_checkpoints,
               SpeechLLM.load(tmp_path / "model", device=device)]
     for model in models:
         assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def test_decoding_only_paths_use_bfloat16_on_a_gpu_with_native_bf16_only(monkeypatch):
+    assert device.inference_dtype("cpu") == torch.float32
+    monkeypatch.setattr(device, "native_bf16", lambda device_type: device_type == "cuda")
+    assert device.inference_dtype("cuda") == torch.bfloat16 and device.inference_dtype("cpu") == torch.float32
+    monkeypatch.setattr(device, "native_bf16", lambda device_type: False)
+    assert device.inference_dtype("cuda") == torch.float32  # a GPU without native bf16 (e.g. a V100)

@@ -377,3 +377,21 @@ def test_an_audio_embedding_equal_to_a_tokens_row_reads_as_that_token_in_an_anis
     log_probs = model.embedding_log_probs(table[ids][None])[0]
     assert log_probs.argmax(-1).tolist() == ids.tolist()
     assert log_probs[torch.arange(len(ids)), ids].exp().median() > 0.9
+
+
+def test_a_model_loaded_in_bfloat16_decodes_like_the_float32_one(model, batch, tmp_path, tiny_checkpoints):
+    """Decoding-only paths load models in bfloat16 on a GPU (`models.device.inference_dtype`); the CPU runs the same
+    code, so the bf16 path is tested here: every input follows the weights' dtype, and the texts are the float32 ones
+    but for rounding (the tiny random models' logits are close together, so compare the first tokens)."""
+    from speechkit.models import asr
+
+    model.save(tmp_path / "speech_llm")
+    half = SpeechLLM.load(tmp_path / "speech_llm", dtype=torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    config = DecodingConfig(max_new_tokens=3)
+    full = [d[0].raw for d in decode(model, untargeted(batch), STAGES[3], config)]
+    assert [d[0].raw for d in decode(half, untargeted(batch), STAGES[3], config)][0][:1] == full[0][:1]
+    whisper, tokenizer = asr.load_asr(str(tiny_checkpoints[0]), dtype=torch.bfloat16)
+    decoded = asr.transcribe(whisper, tokenizer, [e.audio for e in batch[:2]], ["en", "en"])
+    assert len(decoded) == 2 and all(isinstance(n[0].text, str) for n in decoded)
+

@@ -22,6 +22,7 @@ from speechkit.engine.training import TrainConfig, TrainLog, length_batches_by_e
 from speechkit.metrics.scoring import Difference, paired_difference
 from speechkit.models.asr import load_asr
 from speechkit.models.asr import transcriber as asr_transcriber
+from speechkit.models.device import inference_dtype
 from speechkit.models.freezing import freeze_except
 from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
 from speechkit.models.published import published_path
@@ -194,7 +195,7 @@ def speech_llm_transcriber(model: SpeechLLM, stage: Stage, decoding: DecodingCon
 
 
 def whisper_transcriber(checkpoint: str) -> Transcriber:
-    return asr_transcriber(*load_asr(checkpoint))
+    return asr_transcriber(*load_asr(checkpoint, dtype=inference_dtype()))
 
 
 def compare(baseline: Sequence[SystemResult], system: Sequence[SystemResult]) -> list[tuple[str, Difference]]:

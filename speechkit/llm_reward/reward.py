@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from speechkit.data.manifest import Context, Hypothesis
+from speechkit.models.device import inference_dtype
 from speechkit.models.lm import load_lm
 
 SCORES = ("log_likelihood", "rating")
@@ -53,7 +54,7 @@ class LLMRewardModel:
 
     @classmethod
     def load(cls, reference: str, max_batch: int = 16) -> "LLMRewardModel":
-        model, tokenizer = load_lm(reference)
+        model, tokenizer = load_lm(reference, dtype=inference_dtype())
         return cls(model.eval(), tokenizer, max_batch)
 
     def _chat(self, text: str) -> str:

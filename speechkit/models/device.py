@@ -40,3 +40,10 @@ def training_precision(requested: str = "auto", device_type: str | None = None) 
         return requested
     device_type = device_type or torch.device(default_device()).type
     return "bf16" if native_bf16(device_type) else "no"
+
+
+def inference_dtype(device_type: str | None = None) -> torch.dtype:
+    """The dtype decoding-only paths load models in: bfloat16 on a GPU that computes it natively (half the memory and
+    bandwidth of float32), float32 elsewhere (a CPU decodes in the precision it trains and tests in)."""
+    device_type = device_type or torch.device(default_device()).type
+    return torch.bfloat16 if device_type == "cuda" and native_bf16("cuda") else torch.float32

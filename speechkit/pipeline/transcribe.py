@@ -12,6 +12,7 @@ from speechkit.engine.decoding import DecodingConfig
 from speechkit.engine.evaluation import Transcriber
 from speechkit.engine.longform import FORMATS, transcribe_recording, write_segments
 from speechkit.engine.recipes import speech_llm_transcriber, whisper_transcriber
+from speechkit.models.device import inference_dtype
 from speechkit.models.speech_llm import CONFIG_FILE, STAGES, SpeechLLM
 
 TRANSCRIBING_STAGES = {STAGES[k].name: STAGES[k] for k in (1, 2, 3)}  # later stages write CoT or routing tokens
@@ -21,7 +22,7 @@ def load_transcriber(model: str) -> Transcriber:
     """Whisper (a packaged model, a folder or a hub id) or a saved speech LLM of stages 1-3 (its folder)."""
     if not (Path(model) / CONFIG_FILE).is_file():
         return whisper_transcriber(model)
-    speech_llm = SpeechLLM.load(model)
+    speech_llm = SpeechLLM.load(model, dtype=inference_dtype())
     last = speech_llm.config.stages[-1] if speech_llm.config.stages else ""
     if last not in TRANSCRIBING_STAGES:
         raise ValueError(f"{model}: a speech LLM after stage {last!r}; transcription takes one of stages "

@@ -36,7 +36,7 @@ from speechkit.engine.evaluation import SystemResult, score
 from speechkit.engine.recipes import resolve_checkpoint
 from speechkit.metrics.scoring import utterance_errors
 from speechkit.models.asr import load_asr, transcribe
-from speechkit.models.device import default_device
+from speechkit.models.device import default_device, inference_dtype
 from speechkit.models.model_import import local_or_hub
 
 
@@ -101,10 +101,11 @@ class WhisperNBest:
                  device: str | None = None):
         if nbest > num_beams:
             raise ValueError(f"nbest ({nbest}) cannot exceed num_beams ({num_beams})")
-        self.model, self.tokenizer = load_asr(checkpoint, device=device)
+        dtype = inference_dtype(torch.device(device or default_device()).type)
+        self.model, self.tokenizer = load_asr(checkpoint, dtype=dtype, device=device)
         self.name, self.nbest, self.num_beams = name, nbest, num_beams
         self.signature = {"system": "whisper", "checkpoint": checkpoint, "weights": checkpoint_digest(checkpoint),
-                          "nbest": nbest, "num_beams": num_beams}
+                          "nbest": nbest, "num_beams": num_beams, "dtype": str(dtype).removeprefix("torch.")}
 
     def recognize(self, audios: Sequence[np.ndarray], languages: Sequence[str]) -> list[list[Hypothesis]]:
         decoded = transcribe(self.model, self.tokenizer, audios, languages, num_beams=self.num_beams,
