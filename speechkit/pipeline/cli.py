@@ -4,6 +4,7 @@
     python -m speechkit validate MANIFEST.jsonl [...] [--strict-format]
     python -m speechkit transcribe FILE [...]
     python -m speechkit publish STAGE_DIR --as NAME --data DIR
+    python -m speechkit import NAME DIR --out DIR
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import warnings
 
 from speechkit.core.results import repo_path
+from speechkit.data.importers import IMPORTERS, LayoutError, import_corpus
 from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
 from speechkit.models.published import publish
 from speechkit.pipeline import transcribe
@@ -58,7 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     publisher.add_argument("stage", help="the stage's results folder, e.g. results/pretrain/10_stage1_projector")
     publisher.add_argument("--as", dest="name", required=True, help="the name parameter files use, e.g. stage1")
     publisher.add_argument("--data", required=True, help="the benchmark folder it trained on (its seed and digest)")
+    importer = commands.add_parser("import", help="bring a corpus from its published layout into manifests")
+    importer.add_argument("corpus", choices=list(IMPORTERS), help="which corpus layout DIR holds")
+    importer.add_argument("source", metavar="DIR", help="the corpus folder as its publisher ships it")
+    importer.add_argument("--out", required=True, help="folder for the manifests (and audio that must be converted)")
     args = parser.parse_args(argv)
+    if args.command == "import":
+        try:
+            print(import_corpus(args.corpus, args.source, args.out))
+        except LayoutError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "publish":
         try:
             folder = publish(repo_path(args.stage), args.name, repo_path(args.data),
