@@ -4,6 +4,7 @@
     python -m speechkit validate MANIFEST.jsonl [...] [--strict-format]
     python -m speechkit transcribe FILE [...]
     python -m speechkit publish STAGE_DIR --as NAME --data DIR
+    python -m speechkit import NAME DIR --out DIR
     python -m speechkit readme [--profile default]
 """
 
@@ -14,6 +15,7 @@ import sys
 import warnings
 
 from speechkit.core.results import REPO_ROOT, repo_path
+from speechkit.data.importers import IMPORTERS, LayoutError, import_corpus
 from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
 from speechkit.models.published import publish
 from speechkit.pipeline import transcribe
@@ -62,9 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     publisher.add_argument("stage", help="the stage's results folder, e.g. results/pretrain/10_stage1_projector")
     publisher.add_argument("--as", dest="name", required=True, help="the name parameter files use, e.g. stage1")
     publisher.add_argument("--data", required=True, help="the benchmark folder it trained on (its seed and digest)")
+    importer = commands.add_parser("import", help="bring a corpus from its published layout into manifests")
+    importer.add_argument("corpus", choices=list(IMPORTERS), help="which corpus layout DIR holds")
+    importer.add_argument("source", metavar="DIR", help="the corpus folder as its publisher ships it")
+    importer.add_argument("--out", required=True, help="folder for the manifests (and audio that must be converted)")
     readme = commands.add_parser("readme", help="regenerate the README's measured section from a profile's results")
     readme.add_argument("--profile", default="default", help="whose results (default: default)")
     args = parser.parse_args(argv)
+    if args.command == "import":
+        try:
+            print(import_corpus(args.corpus, args.source, args.out))
+        except LayoutError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "readme":
         changed = update_readme(REPO_ROOT / "README.md", REPO_ROOT / "results" / args.profile)
         print("README.md " + ("updated" if changed else "already current"))
