@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,24 +10,29 @@ from speechkit.core.results import from_params
 from speechkit.data.manifest import Context, Hypothesis, read_manifest
 from speechkit.engine.adaptation import Labeled, finetune, pool_label_error, read_pool
 from speechkit.engine.training import TrainConfig
-from speechkit.llm_reward.reward import LLMRewardConfig, LLMRewardModel, context_text
+from speechkit.llm_reward.reward import LLMRewardModel, context_text
+from speechkit.llm_reward.systems import LLMRewardConfig
 from speechkit.models import asr
 from speechkit.models.freezing import freeze_except
 from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
-from speechkit.rehear.refinement import SILENCE, ReHearConfig, refine, refiner_example, round_history
+from speechkit.pipeline.stages import INJECTED, declared_parameters
+from speechkit.rehear.refinement import SILENCE, refine, refiner_example
+from speechkit.rehear.rounds import ReHearConfig, round_history
 
+ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = Context("Clinical dictation: prescriptions, dosages, diagnoses, referrals.",
                   ("pneumonemia", "mebendazole", "nebivolol", "insulinoma"))
 
 
-def test_the_method_configs_build_from_notebook_parameters_with_their_defaults():
-    rehear = from_params(ReHearConfig, {"round": 2, "previous_round": "20_rehear", "filter": "confidence",
-                                        "asr": "pkg:whisper-tiny.en", "max_steps": 4})  # not its options: ignored
-    assert (rehear.round, rehear.previous_round, rehear.filter) == (2, "20_rehear", "confidence")
-    assert rehear.max_change == 0.5
-    assert ReHearConfig() == ReHearConfig(1, "", "agreement", 0.5, -1.0, 16, 0.0005, 2)
-    assert LLMRewardConfig() == LLMRewardConfig("log_likelihood", 8, 1.0, 4)
-    assert from_params(LLMRewardConfig, {"score": "rating", "nbest": 4, "beta": 0.04}).score == "rating"
+@pytest.mark.parametrize("notebook, config", [("20_rehear", ReHearConfig), ("30_llm_reward", LLMRewardConfig)])
+def test_the_method_config_reads_every_parameter_of_its_notebook(notebook, config):
+    """`from_params` drops a name the config has no field for: every parameter the notebook declares (but the
+    runner's) must arrive in the config, lists as tuples."""
+    declared = declared_parameters(ROOT / "notebooks" / f"{notebook}.ipynb")
+    parameters = {name: value for name, value in declared.items() if name not in INJECTED}
+    built = from_params(config, parameters)
+    assert {name: getattr(built, name, "missing") for name in parameters} == {
+        name: tuple(value) if isinstance(value, list) else value for name, value in parameters.items()}
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -37,6 +43,7 @@ def test_the_method_configs_build_from_notebook_parameters_with_their_defaults()
     ({"source_limit": 0}, "source_limit >= 1"),
     ({"refiner_steps": 0}, "refiner_steps >= 1"),
     ({"max_change": -0.1}, "max_change >= 0"),
+    ({"eval_splits": "test"}, "eval_splits must be a non-empty list of names"),  # a string would name its letters
 ])
 def test_rehear_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -48,6 +55,7 @@ def test_rehear_config_rejects_bad_values(changes, message):
     ({"nbest": 0}, "nbest >= 1"),
     ({"rescoring_weight": -1.0}, "rescoring_weight >= 0"),
     ({"prompts_per_step": 0}, "prompts_per_step >= 1"),
+    ({"train": "^model"}, "train must be a non-empty list of names"),
 ])
 def test_llm_reward_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):

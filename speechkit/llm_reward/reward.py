@@ -24,21 +24,6 @@ from speechkit.models.lm import load_lm
 SCORES = ("log_likelihood", "rating")
 
 
-@dataclass(frozen=True)
-class LLMRewardConfig:
-    """Ling & Ye's options: the LLM's score, the N-best rescoring baseline, and the RL batch."""
-    score: str = "log_likelihood"     # one of SCORES
-    nbest: int = 8                    # beam size and N-best of the rescoring baseline
-    rescoring_weight: float = 1.0     # ASR score + weight x LLM score (both per token)
-    prompts_per_step: int = 4         # pool utterances per RL step, each sampled `num_generations` times
-
-    def __post_init__(self):
-        if self.score not in SCORES:
-            raise ValueError(f"unknown LLM score {self.score!r}; choose one of {', '.join(SCORES)}")
-        if self.nbest < 1 or self.rescoring_weight < 0 or self.prompts_per_step < 1:
-            raise ValueError(f"nbest >= 1, rescoring_weight >= 0 and prompts_per_step >= 1 needed: {self}")
-
-
 def context_text(context: Context | None) -> str:
     if context is None:
         return "Transcript of a recording."
