@@ -1,8 +1,12 @@
 import pytest
 import torch
 
-from speechkit.engine.training import (LOG_FILE, STATE_FILE, TrainConfig, learning_rate, read_log, seed_everything,
-                                       train, training_metrics)
+from speechkit.core.results import REPO_ROOT, from_params
+from speechkit.engine.training import (LOG_FILE, STATE_FILE, TrainConfig, learning_rate, read_log, same_run,
+                                       seed_everything, train, training_metrics)
+from speechkit.pipeline.stages import declared_parameters, discover
+
+COMMITTED_STATES = sorted((REPO_ROOT / "results" / "pretrain").glob(f"*/checkpoint/{STATE_FILE}"))
 
 
 def toy():
@@ -157,9 +161,20 @@ def test_a_state_resumes_when_only_bookkeeping_changed_and_a_bfloat16_state_keep
     assert "resumed at step 4" in capsys.readouterr().out and log.steps == 8
     torch.testing.assert_close(resumed.weight, straight.weight, rtol=1e-2, atol=1e-3)
     older = torch.load(tmp_path / "full" / STATE_FILE, weights_only=False)
-    del older["config"]["state_precision"]  # saved by a version of the kit before the option existed
+    for option in ("state_precision", "gradient_accumulation_steps"):  # saved before these options existed
+        del older["config"][option]
     torch.save(older, tmp_path / "full" / STATE_FILE)
     train(toy(), batches, loss, config, tmp_path / "full", progress=False)
     assert "resumed at step 4" in capsys.readouterr().out
     with pytest.raises(ValueError, match="state_precision"):
         TrainConfig(state_precision="float16")
+
+
+@pytest.mark.parametrize("path", COMMITTED_STATES, ids=lambda path: path.parents[1].name)
+def test_a_committed_pretraining_state_belongs_to_the_run_its_parameters_describe(path):
+    """The pretraining resumes these states on other machines and sessions: options added since they were saved
+    must not make them another run."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    stage = next(s for s in discover("pretrain") if s.name == path.parents[1].name)
+    assert same_run(saved["config"], from_params(TrainConfig, {**declared_parameters(stage.notebook),
+                                                               **stage.parameters}))

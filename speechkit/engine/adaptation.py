@@ -74,7 +74,7 @@ def finetune(model: asr.WhisperASR, tokenizer, data: Sequence[Labeled], data_dir
     def loss(model, indices):
         labeled = [replace(data[i].utterance, text=data[i].label) for i in indices]
         batch = asr.make_batch(labeled, data_dir, tokenizer, model.config.num_mel_bins).to(model.device)
-        return asr.loss(model, batch)
+        return *asr.loss(model, batch), (batch.labels != -100).sum()  # a mean over the target tokens
 
     return train(model, batches, loss, config, checkpoint, progress)
 

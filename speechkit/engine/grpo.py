@@ -168,7 +168,9 @@ class GRPOStep:
     """One GRPO update as a `speechkit.engine.training.train` loss function: `step(model, batch)` -> (loss, parts).
 
     `batch` is a list of items; `prompt(item)` builds the policy's prompt and `columns(items)` the reward
-    functions' extra fields (e.g. {"reference": [...]}, {"context": [...]}), one per item."""
+    functions' extra fields (e.g. {"reference": [...]}, {"context": [...]}), one per item. Split across processes or
+    micro-batches, each share rolls out whole groups of its own prompts, and the loss (a mean over completions) is
+    weighted by its prompts: `train`'s default."""
 
     def __init__(self, model: torch.nn.Module, policy: Policy, config: GRPOConfig,
                  rewards: dict[str, RewardFunction], weights: dict[str, float] | None,

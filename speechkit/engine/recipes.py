@@ -15,6 +15,7 @@ from speechkit.core.results import REPO_ROOT, name_list, repo_path
 from speechkit.data.audio import load_utterance
 from speechkit.data.features import length_batches
 from speechkit.data.manifest import NBest, Utterance, read_manifest, write_manifest
+from speechkit.engine.data_parallel import is_main_process
 from speechkit.engine.decoding import Decoded, DecodingConfig, decode, to_nbest
 from speechkit.engine.encoder_cache import EncoderCache
 from speechkit.engine.evaluation import SystemResult, Transcriber, evaluate
@@ -146,12 +147,13 @@ def fine_tune(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], d
         items = [example(i, audio) for i, audio in zip(indices, audios, strict=True)]
         if cache is not None:
             items = [replace(e, frames=f) for e, f in zip(items, cache.frames(model, batch, audios), strict=True)]
-        value, parts = model.loss(items, replace(stage, **step_weights))
-        return value, {**parts, **step_weights}
+        value, parts, weight = model.loss_and_weight(items, replace(stage, **step_weights))
+        return value, {**parts, **step_weights}, weight
 
     batches = length_batches_by_epoch([u.duration for u in utterances], batch_seconds, max_batch, config.seed)
     log = train(model, batches, loss, config, checkpoint, progress, before_step)
-    model.save(checkpoint)
+    if is_main_process():
+        model.save(checkpoint)
     return log
 
 

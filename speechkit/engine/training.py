@@ -1,8 +1,10 @@
-"""One supervised training loop for every model of the kit (speech-LLM stages, routing, the GER cascade).
+"""One supervised training loop for every model of the kit (speech-LLM stages, routing, the GER cascade, GRPO).
 
-Hand-written around `accelerate` (device placement, bf16 autocast, multi-GPU) because the kit needs three things
-Trainer does not give without overriding most of it: batches made by total audio length, a wall-clock budget that
-the learning-rate schedule follows, and resumable checkpoints that include where in the epoch training stopped.
+Hand-written around `accelerate` (device placement, bf16 autocast, several processes under `accelerate launch`)
+because the kit needs three things Trainer does not give without overriding most of it: batches made by total audio
+length, a wall-clock budget that the learning-rate schedule follows, and resumable checkpoints that include where in
+the epoch training stopped. Under `accelerate launch` every process takes its share of each batch
+(`speechkit.engine.data_parallel`); the step is the same as in one process.
 """
 
 from __future__ import annotations
@@ -20,18 +22,21 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from tqdm import tqdm
 
 from speechkit.core.fileio import atomic_open
 from speechkit.core.results import Metric
 from speechkit.data.features import length_batches
+from speechkit.engine.data_parallel import broadcast_parameters, from_main, shares, sum_gradients, summed, summed_values
 from speechkit.models.device import PRECISIONS, training_precision
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "training_log.csv"  # the loss curve, beside the checkpoint (committed with the results)
 STATE_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # What defines a run's trajectory: a saved state resumes when these agree (bookkeeping such as the checkpoint interval,
-# the log interval, the state's precision or the compute precision may change between sessions and machines)
+# the log interval, the state's precision, the compute precision, the number of processes or of micro-batches may
+# change between sessions and machines)
 RESUME_FIELDS = ("learning_rate", "min_lr_ratio", "warmup_steps", "max_steps", "max_minutes", "weight_decay",
                  "grad_clip", "seed")
 
@@ -48,6 +53,9 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     log_every: int = 25
     seed: int = 0
+    # each process computes its share of a batch in this many micro-batches, their gradients summed before the step:
+    # less memory for the same step (a batch is what `batches(epoch)` gives; to train on more per step, make it larger)
+    gradient_accumulation_steps: int = 1
     # "auto": bf16 autocast where the hardware computes bf16 natively (CUDA, a CPU with AVX512_BF16 or AMX), float32
     # elsewhere (emulated bf16 was 16-33x slower); "bf16" or "no" force it. Master weights are float32 either way.
     mixed_precision: str = "auto"
@@ -56,7 +64,8 @@ class TrainConfig:
     state_precision: str = "float32"
 
     def __post_init__(self):
-        if self.learning_rate <= 0 or self.max_steps < 1 or self.warmup_steps < 0 or self.max_minutes < 0:
+        if (self.learning_rate <= 0 or self.max_steps < 1 or self.warmup_steps < 0 or self.max_minutes < 0
+                or self.gradient_accumulation_steps < 1):
             raise ValueError(f"invalid training configuration: {self}")
         if self.state_precision not in STATE_PRECISIONS:
             raise ValueError(f"state_precision must be one of {STATE_PRECISIONS}, not {self.state_precision!r}")
@@ -141,18 +150,29 @@ def learning_rate(config: TrainConfig, step: int, elapsed: float) -> tuple[float
     return config.learning_rate * warmup * cosine, progress
 
 
+# sharded training keeps part of the model in each process: `train` keeps a whole replica in each
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+
+
 def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
-          loss_fn: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, float]]], config: TrainConfig,
+          loss_fn: Callable[[torch.nn.Module, Any], tuple], config: TrainConfig,
           checkpoint_dir: str | Path | None = None, progress: bool = True,
           on_step: Callable[[int], None] | None = None) -> TrainLog:
     """Train the parameters of `model` that require grad.
 
     `batches(epoch)` lists the epoch's batch descriptions (deterministic per epoch); `loss_fn(model, batch)` builds
-    the tensors on `model`'s device and returns (loss, named parts to log). With `checkpoint_dir`, the state is
-    saved every `checkpoint_minutes` and at the end, and a rerun with the same configuration from the same starting
-    weights resumes where the last one stopped. `on_step(step)` is called before each step (e.g. a loss-weight
-    schedule; a resumed run calls it with the resumed step numbers). With `checkpoint_dir`, the loss curve is also
-    rewritten there as CSV (`LOG_FILE`) at every logged step, so a long run can be watched and plotted as it trains.
+    the tensors on `model`'s device and returns (loss, named parts to log), or (loss, parts, weight) for a loss that
+    is a mean over `weight` (sum(w) of its target tokens; without it, a mean over the batch's items). With several
+    processes or `gradient_accumulation_steps`, a batch must be a list of items: `loss_fn` gets parts of it, and the
+    weights make the step the whole batch's. With `checkpoint_dir`, the state is saved every `checkpoint_minutes`
+    and at the end, and a rerun with the same configuration from the same starting weights resumes where the last
+    one stopped. `on_step(step)` is called before each step (e.g. a loss-weight schedule; a resumed run calls it
+    with the resumed step numbers). With `checkpoint_dir`, the loss curve is also rewritten there as CSV
+    (`LOG_FILE`) at every logged step, so a long run can be watched and plotted as it trains.
+
+    Under `accelerate launch` every process calls this with the same arguments and computes its share of each
+    batch; the steps, losses and logs are those of the whole batches, and only process 0 writes the state, the loss
+    curve and a progress bar.
     """
     # train where the model was loaded (models.device): a model kept on the CPU must not move to a GPU
     device_type = next(model.parameters()).device.type
@@ -162,42 +182,52 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     # one precision per process (a later run asking another one fails)
     accelerator = Accelerator(mixed_precision="no", cpu=device_type == "cpu")
     autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    start = parameters_digest(model) if checkpoint_dir else None
-    torch.manual_seed(config.seed)
+    if accelerator.distributed_type in SHARDED:
+        raise ValueError(f"train() keeps a whole replica of the model in each process; {accelerator.distributed_type} "
+                         "shards it: launch with data parallelism (configs/accelerate/ddp.yaml)")
+    writes = accelerator.is_main_process
+    model.to(accelerator.device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     if not parameters:
         raise ValueError("no parameter of the model requires grad: nothing to train")
+    broadcast_parameters(parameters)
+    start = parameters_digest(model) if checkpoint_dir else None
+    # each process its own random stream (dropout, sampled rollouts); process 0's is the one-process run's
+    torch.manual_seed(config.seed + accelerator.process_index)
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    optimizer = accelerator.prepare(optimizer)
     state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "log": TrainLog()}
     path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir else None
-    log_file = Path(checkpoint_dir) / LOG_FILE if checkpoint_dir else None
+    log_file = Path(checkpoint_dir) / LOG_FILE if checkpoint_dir and writes else None
     saved = torch.load(path, map_location="cpu", weights_only=False) if path and path.is_file() else None
     if saved is not None and not same_run(saved["config"], config):
-        print(f"{path}: saved by a run with another configuration; starting afresh")
+        accelerator.print(f"{path}: saved by a run with another configuration; starting afresh")
         saved = None
     if saved is not None and saved.get("start") != start:
         # e.g. a stage rerun on a retrained previous stage: same configuration, other starting weights
-        print(f"{path}: saved by a run that started from other weights; starting afresh")
+        accelerator.print(f"{path}: saved by a run that started from other weights; starting afresh")
         saved = None
     if saved is not None:
-        accelerator.unwrap_model(model).load_state_dict(saved["model"], strict=False)
+        model.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
         state = {**saved["state"], "log": TrainLog(**saved["state"]["log"])}
-        print(f"resumed at step {state['step']}")
+        if writes:
+            torch.set_rng_state(saved["rng"])
+        else:  # the state holds process 0's generator: the others draw on from a seed of their own and the step
+            torch.manual_seed(config.seed + accelerator.process_index + accelerator.num_processes * state["step"])
+        accelerator.print(f"resumed at step {state['step']}")
         if state["log"].last_precision and state["log"].last_precision != precision:
             # float32 master weights and optimizer either way: only the compute changes
-            print(f"precision {state['log'].last_precision} until step {state['step']}, {precision} from here "
-                  f"(mixed_precision {config.mixed_precision!r} on this machine)")
+            accelerator.print(f"precision {state['log'].last_precision} until step {state['step']}, {precision} from "
+                              f"here (mixed_precision {config.mixed_precision!r} on this machine)")
 
     def save():
-        if path is None:
+        if path is None or not writes:
             return
         with atomic_open(path, "wb") as handle:
             # only what trains: the frozen rest (most of a real LLM) is rebuilt from its checkpoint on resume
-            trained = {k: v for k, v in accelerator.unwrap_model(model).state_dict().items() if k in trainable}
+            trained = {k: v for k, v in model.state_dict().items() if k in trainable}
             torch.save({"model": trained, "optimizer": optimizer_state(optimizer, config.state_precision),
                         "rng": torch.get_rng_state(), "config": asdict(config), "start": start,
                         "state": {**state, "log": asdict(state["log"])}}, handle)
@@ -209,14 +239,14 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     last_save = time.perf_counter()
     window: list[tuple[float, dict[str, float]]] = []
     bar = tqdm(total=config.max_steps, initial=state["step"], desc="training", unit="step", mininterval=10,
-               disable=not progress)
+               disable=not (progress and writes))
     model.train()
     while not log.stopped_by:
         epoch_batches = batches(state["epoch"])
         if not epoch_batches:
             raise ValueError("no training batches")
         for batch in epoch_batches[state["batch"]:]:
-            elapsed = time.perf_counter() - started
+            elapsed = from_main(time.perf_counter() - started, accelerator.device)
             rate, done = learning_rate(config, state["step"], elapsed)
             if done >= 1.0:
                 log.stopped_by = "max_steps" if state["step"] >= config.max_steps else "max_minutes"
@@ -225,16 +255,15 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
                 group["lr"] = rate
             if on_step is not None:
                 on_step(state["step"])
-            with autocast:
-                loss, parts = loss_fn(model, batch)
-            accelerator.backward(loss)
+            loss, parts = backpropagate(model, batch, loss_fn, autocast, accelerator, parameters,
+                                        config.gradient_accumulation_steps)
             if config.grad_clip:
                 accelerator.clip_grad_norm_(parameters, config.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
             state["batch"] += 1
-            window.append((loss.item(), parts))
+            window.append((loss, parts))
             bar.update()
             if state["step"] % config.log_every == 0:
                 log.step.append(state["step"])
@@ -261,6 +290,42 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
         write_log(log, log_file)
     model.eval()
     return log
+
+
+def backpropagate(model: torch.nn.Module, batch: Any, loss_fn: Callable[[torch.nn.Module, Any], tuple],
+                  autocast: torch.autocast, accelerator: Accelerator, parameters: Sequence[torch.nn.Parameter],
+                  micro_batches: int) -> tuple[float, dict[str, float]]:
+    """The gradient of one batch's loss into `parameters`' grads, from this process's micro-batches of it and the
+    other processes' (summed); returns that loss and its parts, the whole batch's, on every process."""
+    processes = accelerator.num_processes
+    split = processes * micro_batches > 1
+    total, mean_loss, mean_parts = 0.0, 0.0, {}
+    for share in shares(batch, processes, micro_batches, accelerator.process_index):
+        loss, weight = None, 0.0
+        if share is not None:
+            with autocast:
+                loss, parts, *reported = loss_fn(model, share)
+            weight = float(reported[0]) if reported else (len(share) if split else 1.0)
+        # A loss is a weighted mean (sum(w * CE) / sum(w)), so the batch's loss is the shares' losses weighted by
+        # their weights - not their plain mean, which averaging over processes (DDP) gives. A weight is known after
+        # its share's forward: the gradient accumulated so far, a mean over the weight seen so far (every process's),
+        # is rescaled to the new total, and each share adds its loss x weight / total. One share: the loss as it is.
+        seen, total = total, total + summed(weight, accelerator.device)
+        if seen:
+            ratio = seen / total
+            for parameter in parameters:
+                if parameter.grad is not None:
+                    parameter.grad.mul_(ratio)
+            mean_loss *= ratio
+            mean_parts = {name: value * ratio for name, value in mean_parts.items()}
+        if loss is not None:
+            factor = weight / total if total else 1.0  # no weight yet (a share of weight 0): the loss as it is
+            accelerator.backward(loss * factor)
+            mean_loss += loss.item() * factor
+            for name, value in parts.items():
+                mean_parts[name] = mean_parts.get(name, 0.0) + value * factor
+    sum_gradients(parameters, accelerator.device)
+    return summed(mean_loss, accelerator.device), summed_values(mean_parts)
 
 
 def same_run(saved: dict, config: TrainConfig) -> bool:

@@ -29,9 +29,10 @@ def load_lm(reference: str, dtype: torch.dtype = torch.float32, device: str | No
 
 
 def target_loss(lm, attention_mask: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
-                **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted next-token cross-entropy over the target positions of a causal LM (labels -100 elsewhere):
-    (sum(w * CE) / sum(w), per-token CE). `inputs` are `input_ids` or `inputs_embeds` (and `position_ids`).
+    (sum(w * CE) / sum(w), per-token CE, sum(w)), w = 1 without `weights`. `inputs` are `input_ids` or
+    `inputs_embeds` (and `position_ids`). sum(w) is what training over several processes normalises by.
 
     The LM head runs only where a target token is predicted: with a 49k vocabulary, logits for every prompt (and
     audio) position cost more than the transformer itself."""
@@ -41,9 +42,9 @@ def target_loss(lm, attention_mask: torch.Tensor, labels: torch.Tensor, weights:
     logits = lm.get_output_embeddings()(hidden[target]).float()
     token_loss = F.cross_entropy(logits, labels[target], reduction="none")
     if weights is None:
-        return token_loss.mean(), token_loss
+        return token_loss.mean(), token_loss, token_loss.new_tensor(float(token_loss.numel()))
     weights = weights[:, 1:][target]
-    return (token_loss * weights).sum() / weights.sum().clamp(min=1e-8), token_loss
+    return (token_loss * weights).sum() / weights.sum().clamp(min=1e-8), token_loss, weights.sum()
 
 
 @torch.no_grad()

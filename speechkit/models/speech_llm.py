@@ -381,20 +381,27 @@ class SpeechLLM(nn.Module):
     def loss(self, examples: Sequence[Example], stage: Stage) -> tuple[torch.Tensor, dict[str, float]]:
         """`lm_weight` x the token-weighted cross-entropy, sum(w * CE) / sum(w) over target tokens (prompt tokens have
         w = 0), + `ctc_weight` x the embedding CTC of the audio."""
+        return self.loss_and_weight(examples, stage)[:2]
+
+    def loss_and_weight(self, examples: Sequence[Example], stage: Stage) -> tuple[torch.Tensor, dict[str, float],
+                                                                                 float]:
+        """`loss`, and the weight it is a mean over: sum(w) of the target tokens (the utterances in a CTC-only
+        step), which training over several processes or micro-batches normalises by. The auxiliary CTC, a mean over
+        utterances, then counts each share in proportion to its token weight: exact for the LM term only."""
         if not stage.lm_weight:  # the projector alone: no LLM forward
             audio, audio_lengths = self.embed_audio(examples)
             ctc = self.embedding_ctc_loss(audio, audio_lengths, [e.target for e in examples])
-            return stage.ctc_weight * ctc, {"ctc": ctc.item()}
+            return stage.ctc_weight * ctc, {"ctc": ctc.item()}, float(len(examples))
         batch = self.build_inputs(examples, stage, with_targets=True)
         audio, audio_lengths = batch.pop("audio_embeds", None), batch.pop("audio_lengths", None)
-        loss, token_loss = target_loss(self.llm, **batch)
+        loss, token_loss, weight = target_loss(self.llm, **batch)
         loss = stage.lm_weight * loss
         parts = {"unweighted": token_loss.mean().item()}
         if stage.ctc_weight:
             ctc = self.embedding_ctc_loss(audio, audio_lengths, [e.target for e in examples])
             loss = loss + stage.ctc_weight * ctc
             parts["ctc"] = ctc.item()
-        return loss, parts
+        return loss, parts, weight.item()
 
     def embedding_log_probs(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, tokens, vocab] log-probabilities of each audio embedding being each row of the LLM's input

@@ -25,6 +25,7 @@ import numpy as np
 from speechkit.core.text import normalise, normaliser_for
 from speechkit.data.audio import load_utterance
 from speechkit.data.manifest import Utterance
+from speechkit.engine.data_parallel import is_main_process
 from speechkit.engine.decoding import DecodingConfig, decode
 from speechkit.engine.grpo import GRPOConfig, GRPOStep
 from speechkit.engine.policies import SpeechLLMPolicy
@@ -299,7 +300,8 @@ def train_rlvr(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], 
 
     batches = shuffled_batches(len(utterances), config.prompts_per_step, train_config.seed)
     log = train(model, batches, step, train_config, checkpoint, progress)
-    model.save(checkpoint)
+    if is_main_process():
+        model.save(checkpoint)
     return log
 
 

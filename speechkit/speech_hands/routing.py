@@ -300,7 +300,8 @@ class GERCorrector:
               batch_size: int = 16, progress: bool = True) -> TrainLog:
         def loss(model, indices):
             batch = {k: v.to(model.device) for k, v in self.batch([items[i] for i in indices]).items()}
-            return target_loss(model.get_base_model(), **batch)[0], {}
+            value, _, weight = target_loss(model.get_base_model(), **batch)
+            return value, {}, weight
 
         batches = shuffled_batches(len(items), batch_size, train_config.seed)
         log = train(self.model, batches, loss, train_config, checkpoint, progress)
