@@ -184,7 +184,7 @@ def train(model: torch.nn.Module, batches: Callable[[int], Sequence[Any]],
     autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if accelerator.distributed_type in SHARDED:
         raise ValueError(f"train() keeps a whole replica of the model in each process; {accelerator.distributed_type} "
-                         "shards it: launch with data parallelism (configs/accelerate/ddp.yaml)")
+                         "shards it: launch with data parallelism (speechkit/pipeline/accelerate_ddp.yaml)")
     writes = accelerator.is_main_process
     model.to(accelerator.device)
     parameters = [p for p in model.parameters() if p.requires_grad]

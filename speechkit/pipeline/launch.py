@@ -1,6 +1,6 @@
 """A speech-LLM stage's training in several processes, from the stage's parameter file:
 
-    accelerate launch --config_file configs/accelerate/ddp.yaml -m speechkit.pipeline.launch \\
+    accelerate launch --config_file speechkit/pipeline/accelerate_ddp.yaml -m speechkit.pipeline.launch \\
         --profile full 10_stage1_projector [--gradient-accumulation-steps K] [--set STAGE.NAME=VALUE]
 
 A notebook cannot run under `accelerate launch` (papermill executes it in one kernel process), so this trains what
