@@ -23,7 +23,7 @@ from speechkit.models.speech_llm import CONFIG_FILE
 from speechkit.pipeline.launch import stage_parameters, train_launched_stage
 
 ROOT = Path(__file__).resolve().parents[1]
-DDP_CONFIG = ROOT / "configs" / "accelerate" / "ddp.yaml"
+DDP_CONFIG = ROOT / "speechkit" / "pipeline" / "accelerate_ddp.yaml"
 
 # Items of 1 to 7 tokens: the shares of a batch hold different token counts, so the mean of their means (what
 # averaging over processes gives) is not the batch's token-weighted mean.
