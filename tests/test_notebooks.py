@@ -1,5 +1,7 @@
 """Notebook hygiene, and the data notebook run through the runner in the smoke profile."""
 
+import ast
+import importlib
 import json
 import math
 from pathlib import Path
@@ -9,6 +11,7 @@ import pytest
 import yaml
 from papermill.translators import PythonTranslator
 
+from speechkit.core.results import from_params
 from speechkit.data.manifest import read_manifest, read_nbest
 from speechkit.models.speech_llm import SpeechLLM
 from speechkit.pipeline.claims import NOT_MEASURED, verdicts
@@ -48,6 +51,26 @@ def test_every_yaml_key_is_declared_with_its_type(params):
 def test_profiles_validate(profile):
     for stage in discover(profile):
         validate(stage)
+
+
+def configs_built(notebook: Path) -> list[tuple[type, str]]:
+    """The `from_params(Class, <parameters expression>)` calls of a notebook: each config class and its argument."""
+    cells = [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    tree = ast.parse("\n".join(line for cell in cells for line in cell.splitlines() if not line.startswith("%")))
+    imported = {alias.asname or alias.name: node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) for alias in node.names}
+    return [(getattr(importlib.import_module(imported[call.args[0].id]), call.args[0].id), ast.unparse(call.args[1]))
+            for call in ast.walk(tree) if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "from_params"]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "pretrain", "default", "full"])
+def test_every_parameter_file_builds_the_configs_of_its_notebook(profile):
+    """The validator checks names and types; the config classes check values (a full-profile file once set
+    `source_limit: 0`, which ReHearConfig refused only when a GPU user's run reached it)."""
+    for stage in discover(profile):
+        parameters = {**declared_parameters(stage.notebook), **stage.parameters}
+        for config_class, argument in configs_built(stage.notebook):
+            from_params(config_class, eval(argument, {"globals": lambda: parameters}, parameters))
 
 
 def test_smoke_defaults_equal_the_smoke_parameter_files():

@@ -1,5 +1,5 @@
 """ReHear's round as notebook 20 runs it (speechkit.rehear.rounds), on the tiny stand-in models: round 1 from the
-pretrained models, round 2 from round 1's folder."""
+pretrained models, round 2 from round 1's folder, round 3 from round 2's."""
 
 import torch
 
@@ -74,3 +74,9 @@ def test_round_1_labels_the_pool_and_adapts_every_asr_and_round_2_continues_each
     assert loaded == continued + continued  # the pool's hypotheses, then the fine-tuning: each its own round-1 ASR
     assert not [m.name for m in adapted.metrics if "supervised" in m.name or "oracle" in m.name]
     assert "round 2 WER ReHear minus pseudo-labels medical_test [en]" in {m.name for m in adapted.metrics}
+
+    # round 3 keeps the refiners round 1 trained (round 2 only used them)
+    third = ReHearConfig(round=3, previous_round="21_rehear_round2", asr=str(whisper), **SMALL)
+    for refiner, model in prepare_refiners(third, data, tmp_path / "22_rehear_round3").models.items():
+        trained, reloaded = lora_weights(refiners.models[refiner]), lora_weights(model)
+        assert trained and all(torch.equal(trained[name], reloaded[name]) for name in trained)

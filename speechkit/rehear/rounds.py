@@ -38,6 +38,7 @@ REFINERS = {"ReHear": True, "text-only refiner": False}  # the refining systems,
 BASELINES = ("pseudo-labels", "text-only refiner", "supervised")  # what ReHear's ASR is compared with
 REFINER_STAGE = STAGES[3]  # the refiner keeps stage 3's format: LoRA, tagged output
 REFINERS_DIR, ASR_DIR, CHECKPOINTS_DIR = "refiners", "asr", "checkpoints"
+TRAINED_IN = "trained_in.txt"  # in a later round's refiners/: the stage folder that trained them (round 1's)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class ReHearConfig:
     eval_limit: int = 0                   # utterances per scored manifest (0: all)
     eval_splits: tuple[str, ...] = ("test",)  # the domain's labeled splits each system is scored on
     source_manifest: str = "source_train"  # labeled source data: the refiners' training data and the ASRs' replay
-    source_limit: int = 16                # source utterances used for both
+    source_limit: int = 16                # source utterances used for both (0: all)
     refiner_learning_rate: float = 0.0005
     refiner_steps: int = 2                # refiner training steps (round 1; later rounds keep its refiners)
     asr_train: tuple[str, ...] = DECODER  # regexes of the ASR parameters that adapt
@@ -73,8 +74,8 @@ class ReHearConfig:
         if (self.round > 1) != bool(self.previous_round):
             raise ValueError(f"round {self.round} with previous_round {self.previous_round!r}: round 1 starts from "
                              "the pretrained models (no previous_round), round k > 1 names the stage of round k - 1")
-        if self.max_change < 0 or self.source_limit < 1 or self.refiner_steps < 1 or self.refiner_learning_rate <= 0:
-            raise ValueError(f"max_change >= 0, source_limit >= 1, refiner_steps >= 1 and refiner_learning_rate > 0 "
+        if self.max_change < 0 or self.source_limit < 0 or self.refiner_steps < 1 or self.refiner_learning_rate <= 0:
+            raise ValueError(f"max_change >= 0, source_limit >= 0, refiner_steps >= 1 and refiner_learning_rate > 0 "
                              f"needed: {self}")
         for name in ("eval_splits", "asr_train"):  # notebooks give lists; frozen, so set the tuples
             object.__setattr__(self, name, name_list(getattr(self, name), name))
@@ -115,7 +116,7 @@ def starting_asr(config: ReHearConfig, system: str,
 
 
 def source_utterances(config: ReHearConfig, data_dir: Path) -> list[Utterance]:
-    return read_manifest(data_dir / f"{config.source_manifest}.jsonl")[:config.source_limit]
+    return read_manifest(data_dir / f"{config.source_manifest}.jsonl")[:config.source_limit or None]
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,21 @@ class Refiners:
     metrics: list[Metric]         # round 1: each refiner's training steps and minutes
 
 
+def refiners_folder(stage_dir: Path) -> Path:
+    """The refiners a round used: saved in its own folder (round 1), or where its `TRAINED_IN` points (round k)."""
+    pointer = stage_dir / REFINERS_DIR / TRAINED_IN
+    return stage_dir.parent / pointer.read_text().strip() / REFINERS_DIR if pointer.is_file() else stage_dir / REFINERS_DIR
+
+
 def prepare_refiners(config: ReHearConfig, data_dir: Path, output_dir: Path) -> Refiners:
     """Round 1: both refiners trained from `config.refiner` on the source data and the pretrained ASR's hypotheses
     of it (saved in `refiners/`); round k: round k - 1's."""
     previous = previous_stage(config, output_dir)
     if previous is not None:
-        return Refiners({name: SpeechLLM.load(previous / REFINERS_DIR / folder_name(name)) for name in REFINERS}, [])
+        trained = refiners_folder(previous)
+        (output_dir / REFINERS_DIR).mkdir(parents=True, exist_ok=True)
+        (output_dir / REFINERS_DIR / TRAINED_IN).write_text(trained.parent.name)  # round k + 1 finds them through it
+        return Refiners({name: SpeechLLM.load(trained / folder_name(name)) for name in REFINERS}, [])
     source = source_utterances(config, data_dir)
     hypotheses = [nbest[0].text for nbest in transcribe_pool(*whisper.load_asr(config.asr), source, data_dir,
                                                                desc="source 1-best")]
