@@ -23,9 +23,9 @@ reproduce: setup
 test: setup browser-deps
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
-# Speed ratios of the speech LLM (after make reproduce): length batching vs 30 s padding, batched vs single decoding.
+# Speed ratios of the kit's published speech LLM (on the data of make reproduce): length batching vs 30 s padding, batched vs single decoding.
 speed: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.pipeline.speed --model results/$(PROFILE)/12_stage3_lora/checkpoint \
+	OMP_NUM_THREADS=1 $(BIN)/python -m speechkit.pipeline.speed --model published:stage3 \
 	  --data data_manifests/$(PROFILE) --out results/$(PROFILE)/speed.json
 
 # What training precision costs here: a speech-LLM step in float32, in bf16 autocast and in the default ("auto"),

@@ -53,14 +53,37 @@ def test_profiles_validate(profile):
         validate(stage)
 
 
-def configs_built(notebook: Path) -> list[tuple[type, str]]:
-    """The `from_params(Class, <parameters expression>)` calls of a notebook: each config class and its argument."""
+def configs_built(notebook: Path) -> list[tuple[type, str, list[str]]]:
+    """The `from_params(Class, <parameters expression>)` calls of a notebook: each config class, its argument and the
+    `if` conditions it runs under."""
     cells = [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
     tree = ast.parse("\n".join(line for cell in cells for line in cell.splitlines() if not line.startswith("%")))
     imported = {alias.asname or alias.name: node.module for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) for alias in node.names}
-    return [(getattr(importlib.import_module(imported[call.args[0].id]), call.args[0].id), ast.unparse(call.args[1]))
-            for call in ast.walk(tree) if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "from_params"]
+
+    def calls(node: ast.AST, conditions: list[str]):
+        if isinstance(node, ast.If):
+            condition = ast.unparse(node.test)
+            for child in node.body:
+                yield from calls(child, [*conditions, condition])
+            for child in node.orelse:
+                yield from calls(child, [*conditions, f"not ({condition})"])
+            return
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "from_params":
+            name = node.args[0].id
+            yield getattr(importlib.import_module(imported[name]), name), ast.unparse(node.args[1]), conditions
+        for child in ast.iter_child_nodes(node):
+            yield from calls(child, conditions)
+
+    return list(calls(tree, []))
+
+
+def runs_under(conditions: list[str], parameters: dict) -> bool:
+    """Whether `if` conditions on parameters hold (one on a computed value may hold: it counts as true)."""
+    try:
+        return all(eval(condition, {}, parameters) for condition in conditions)
+    except NameError:
+        return True
 
 
 @pytest.mark.parametrize("profile", ["smoke", "pretrain", "default", "full"])
@@ -69,8 +92,9 @@ def test_every_parameter_file_builds_the_configs_of_its_notebook(profile):
     `source_limit: 0`, which ReHearConfig refused only when a GPU user's run reached it)."""
     for stage in discover(profile):
         parameters = {**declared_parameters(stage.notebook), **stage.parameters}
-        for config_class, argument in configs_built(stage.notebook):
-            from_params(config_class, eval(argument, {"globals": lambda: parameters}, parameters))
+        for config_class, argument, conditions in configs_built(stage.notebook):
+            if runs_under(conditions, parameters):
+                from_params(config_class, eval(argument, {"globals": lambda: parameters}, parameters))
 
 
 def test_smoke_defaults_equal_the_smoke_parameter_files():

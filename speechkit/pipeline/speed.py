@@ -1,6 +1,6 @@
 """Speed benchmark of the speech LLM: ratios measured in one process, against baselines run right beside them.
 
-    python -m speechkit.pipeline.speed --model results/default/12_stage3_lora/checkpoint --data data_manifests/default
+    python -m speechkit.pipeline.speed --model published:stage3 --data data_manifests/default
 
 - training throughput (utterances/s) of the kit's length-bucketed batches against the common recipe that pads every
   utterance to Whisper's 30 s window (fixed batch size, random order); target: at least 4x;

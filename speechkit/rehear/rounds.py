@@ -48,7 +48,7 @@ class ReHearConfig:
     round: int = 1                        # the pseudo-label round
     previous_round: str = ""              # round k > 1: the stage of round k - 1, whose ASRs and refiners continue
     asr: str = "pkg:whisper-tiny.en"      # round 1's ASR: a packaged model, a path, or a hub id
-    refiner: str = "12_stage3_lora"       # round 1's refiners start from this speech LLM (a stage of the run or a path)
+    refiner: str = "published:stage3"     # round 1's refiners start from this speech LLM (the kit's stage 3, a stage or a path)
     domain: str = "medical"               # the target domain: its <domain>_pool, _pool_reference and test manifests
     filter: str = "agreement"             # which refined labels are kept: one of FILTERS (see `refine`)
     max_change: float = 0.5               # agreement: at most this WER between hypothesis and refinement
