@@ -13,13 +13,18 @@ from speechkit.engine.evaluation import Transcriber
 from speechkit.engine.longform import FORMATS, transcribe_recording, write_segments
 from speechkit.engine.recipes import speech_llm_transcriber, whisper_transcriber
 from speechkit.models.device import inference_dtype
+from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
+from speechkit.models.published import published_path
 from speechkit.models.speech_llm import CONFIG_FILE, STAGES, SpeechLLM
 
 TRANSCRIBING_STAGES = {STAGES[k].name: STAGES[k] for k in (1, 2, 3)}  # later stages write CoT or routing tokens
 
 
 def load_transcriber(model: str) -> Transcriber:
-    """Whisper (a packaged model, a folder or a hub id) or a saved speech LLM of stages 1-3 (its folder)."""
+    """Whisper (a packaged model, a folder or a hub id) or a speech LLM of stages 1-3 (the kit's `published:stageN`
+    or a saved model's folder)."""
+    if model.startswith(PUBLISHED_PREFIX):
+        model = str(published_path(model))
     if not (Path(model) / CONFIG_FILE).is_file():
         return whisper_transcriber(model)
     speech_llm = SpeechLLM.load(model, dtype=inference_dtype())
@@ -33,7 +38,7 @@ def load_transcriber(model: str) -> Transcriber:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recordings", nargs="+", help="audio files (any length, sample rate and channel count)")
     parser.add_argument("--model", default="pkg:whisper-tiny.en",
-                        help="Whisper (pkg:NAME, a folder, a hub id) or a saved speech LLM folder")
+                        help="Whisper (pkg:NAME, a folder, a hub id) or a speech LLM (published:stage3, a saved model's folder)")
     parser.add_argument("--language", default="en", help="ISO 639-1 code of the speech")
     parser.add_argument("--max-segment-seconds", type=float, default=20.0,
                         help="longest segment the voice activity cut makes (at most 30, the model's window)")
