@@ -1,6 +1,7 @@
 """Notebook hygiene, and the data notebook run through the runner in the smoke profile."""
 
 import ast
+import dataclasses
 import importlib
 import json
 import math
@@ -95,6 +96,18 @@ def test_every_parameter_file_builds_the_configs_of_its_notebook(profile):
         for config_class, argument, conditions in configs_built(stage.notebook):
             if runs_under(conditions, parameters):
                 from_params(config_class, eval(argument, {"globals": lambda: parameters}, parameters))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_declared_parameter_reaches_the_code(path):
+    """A parameter a notebook declares but neither reads nor passes to a config it builds from its globals would be
+    set in a parameter file and silently ignored."""
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    code = ast.parse("\n".join(line for cell in cells[1:] for line in cell.splitlines() if not line.startswith("%")))
+    read = {node.id for node in ast.walk(code) if isinstance(node, ast.Name)}
+    fields = {field.name for config_class, argument, _ in configs_built(path) if "globals()" in argument
+              for field in dataclasses.fields(config_class)}
+    assert [name for name in declared_parameters(path) if name not in read | fields | set(INJECTED)] == []
 
 
 def test_smoke_defaults_equal_the_smoke_parameter_files():
