@@ -23,9 +23,11 @@ from speechkit.data.audio import load_audio
 from speechkit.data.manifest import MAX_DURATION, SAMPLE_RATE, Conversation, Utterance, read_manifest
 from speechkit.engine.decoding import DecodingConfig, decode
 from speechkit.engine.evaluation import Transcriber, transcribe_all
+from speechkit.engine.recipes import speech_llm_transcriber
 from speechkit.metrics.scoring import (ErrorCounts, ErrorRate, bootstrap_interval, paired_difference,
                                        speaker_attributed_wer)
-from speechkit.models.speech_llm import Example, SpeechLLM
+from speechkit.models.device import inference_dtype
+from speechkit.models.speech_llm import STAGES, Example, SpeechLLM
 from speechkit.slam_asr.diarization import (Diarization, DiarizationConfig, DiarizationScore, SpeakerCount,
                                             SpeakerTurn, choose_threshold, cluster, embed_speech, read_reference,
                                             score_diarization, speaker_count_accuracy)
@@ -42,8 +44,8 @@ class SDASRConfig:
     tune_split: str = "dev"                  # conversations the agglomerative threshold is chosen on (never test)
     conversation_limit: int = 0              # conversations per split (0: all)
     segment_limits: tuple[float, ...] = (8.0, 30.0, 60.0)   # longest turn handed to the ASR, seconds
-    clustering: str = "spectral"
-    thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)   # agglomerative: the candidates tried on tune_split
+    clustering: str = "agglomerative"
+    thresholds: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5)   # agglomerative: candidates tried on tune_split
     windows_per_second: float = 1.3
     max_speakers: int = 6
     merge_gap_seconds: float = 0.5
@@ -306,3 +308,14 @@ def plot_segment_lengths(results: Sequence[SegmentationResult], paper: dict[str,
     axis.legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def speech_llm_transcriber_of(checkpoint: str, max_new_tokens: int) -> Transcriber:
+    """A saved speech LLM of stages 1-3 (a folder) as a transcriber, decoding as its last stage trained it."""
+    model = SpeechLLM.load(checkpoint, dtype=inference_dtype())
+    stages = {STAGES[k].name: STAGES[k] for k in (1, 2, 3)}
+    last = model.config.stages[-1] if model.config.stages else ""
+    if last not in stages:
+        raise ValueError(f"{checkpoint}: a speech LLM after stage {last!r}; SD-ASR takes one of stages "
+                         f"{', '.join(stages)}")
+    return speech_llm_transcriber(model, stages[last], DecodingConfig(max_new_tokens=max_new_tokens))
