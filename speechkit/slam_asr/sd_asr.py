@@ -20,7 +20,7 @@ import numpy as np
 from speechkit.core.results import Metric
 from speechkit.core.text import normaliser_for
 from speechkit.data.audio import load_audio
-from speechkit.data.manifest import MAX_DURATION, SAMPLE_RATE, Conversation, Utterance, read_manifest
+from speechkit.data.manifest import MAX_DURATION, SAMPLE_RATE, Utterance, read_conversations
 from speechkit.engine.decoding import DecodingConfig, decode
 from speechkit.engine.evaluation import Transcriber, transcribe_all
 from speechkit.engine.recipes import speech_llm_transcriber
@@ -91,7 +91,7 @@ class Recordings:
 
 def load_recordings(data_dir: str | Path, split: str, limit: int = 0) -> Recordings:
     data_dir = Path(data_dir)
-    conversations: list[Conversation] = read_manifest(data_dir / f"conversations_{split}.jsonl")
+    conversations = read_conversations(data_dir / f"conversations_{split}.jsonl")
     conversations = conversations[:limit] if limit else conversations
     reference = read_reference(data_dir / f"conversations_{split}.seglst.json")
     audio = {c.id: load_audio(data_dir / c.audio) for c in conversations}
