@@ -6,15 +6,16 @@ import pytest
 import soundfile as sf
 
 from speechkit.data.audio import AudioError
-from speechkit.data.manifest import SAMPLE_RATE
+from speechkit.core.fileio import write_json
+from speechkit.data.manifest import SAMPLE_RATE, Conversation, write_manifest
 from speechkit.data.synth import Speaker, synthesize
 from speechkit.pipeline.claims import REPRODUCED, judge
 from speechkit.slam_asr import diarization_claims
 from speechkit.slam_asr.diarization import (DiarizationConfig, ReferenceFormatError, SpeakerTurn, choose_threshold,
                                             cluster, diarize, diarize_audio, embed_speech, merge_turns,
                                             read_reference, score_diarization, speaker_count_accuracy, to_rttm)
-from speechkit.slam_asr.sd_asr import (Recordings, SDASRConfig, attributed_error_rate, oracle_turns, turn_audio,
-                                       transcribe_turns)
+from speechkit.slam_asr.sd_asr import (Recordings, SDASRConfig, attributed_error_rate, load_recordings, oracle_turns,
+                                       turn_audio, transcribe_turns)
 
 SENTENCES = ("The committee met on Tuesday to discuss the budget for the school district.",
              "I think we should wait until the report is finished before we decide.",
@@ -102,9 +103,14 @@ def test_silence_has_no_speakers():
     assert diarization.turns == () and diarization.speakers == 0
 
 
-def test_speaker_attributed_rates_of_oracle_turns(three_voices):
+def test_speaker_attributed_rates_of_oracle_turns(tmp_path, three_voices):
     audio, reference = three_voices
-    recordings = Recordings({"three": audio}, reference)
+    sf.write(tmp_path / "three.wav", audio, SAMPLE_RATE)
+    write_manifest(tmp_path / "conversations_test.jsonl",
+                   [Conversation("three", "three.wav", len(audio) / SAMPLE_RATE, "en", ("kal16", "awb", "slt"), "test")])
+    write_json(tmp_path / "conversations_test.seglst.json", reference)
+    recordings = load_recordings(tmp_path, "test")  # the benchmark's layout
+    assert recordings.sessions == ["three"] and recordings.reference == reference
     said = {(s["start_time"]): s["words"] for s in reference}
     perfect = transcribe_turns(lambda utterances, audios: [said[u.offset] for u in utterances], recordings,
                                oracle_turns(recordings))
