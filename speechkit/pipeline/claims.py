@@ -21,6 +21,7 @@ from speechkit.llm_reward import claims as llm_reward_claims
 from speechkit.metrics.scoring import error_rate, paired_difference
 from speechkit.rehear import claims as rehear_claims
 from speechkit.slam_asr import claims as slam_asr_claims
+from speechkit.slam_asr import diarization_claims
 from speechkit.speech_hands import claims as speech_hands_claims
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_MEASURED = "reproduced", "not reproduced", "inconclusive", "not measured"
@@ -36,7 +37,8 @@ class Verdict:
 
 
 # every paper's claims, each declared in its own package beside the rows and files it reads
-CLAIMS = (*slam_asr_claims.CLAIMS, *rehear_claims.CLAIMS, *speech_hands_claims.CLAIMS, *llm_reward_claims.CLAIMS)
+CLAIMS = (*slam_asr_claims.CLAIMS, *diarization_claims.CLAIMS, *rehear_claims.CLAIMS, *speech_hands_claims.CLAIMS,
+          *llm_reward_claims.CLAIMS)
 
 
 def _hypotheses(path: Path, manifest: str, language: str) -> dict[str, tuple[str, str]]:
