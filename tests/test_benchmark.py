@@ -99,6 +99,8 @@ def test_conversations_have_overlap_and_consistent_references(smoke_benchmark):
         [conversation] = read_conversations(root / f"conversations_{split}.jsonl")
         turns = read_manifest(root / f"conversation_turns_{split}.jsonl")
         assert 2 <= len(conversation.speakers) <= 4 and {t.speaker for t in turns} <= set(conversation.speakers)
+        voices = {t.speaker: (t.meta["voice"]["engine"], t.meta["voice"]["voice"]) for t in turns}
+        assert len(set(voices.values())) == len(voices)  # distinct voices, or a diarizer could not tell them apart
         assert [t.turn for t in turns] == list(range(len(turns)))
         assert sf.info(str(root / conversation.audio)).duration == pytest.approx(conversation.duration, abs=0.01)
         seglst = json.loads((root / f"conversations_{split}.seglst.json").read_text())

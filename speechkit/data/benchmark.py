@@ -287,6 +287,18 @@ def _utterance(uid: str, audio: str, sentence: Sentence, domain: Domain | Senten
                      entities=sentence.entities, meta=meta, **extra)
 
 
+def _distinct_voices(pool: list[Speaker], rng: np.random.Generator) -> list[Speaker]:
+    """2-4 speakers of a conversation, no two with the same voice (an engine's voice at another pace is the same
+    person to a diarizer; hibari has one voice)."""
+    size, cast = int(rng.integers(2, 5)), []
+    for i in rng.permutation(len(pool)):
+        if len(cast) < size and (pool[i].engine, pool[i].voice) not in {(s.engine, s.voice) for s in cast}:
+            cast.append(pool[i])
+    if len(cast) < 2:
+        raise ValueError("a conversation needs two distinct voices; the speaker pool has one")
+    return cast
+
+
 def _plan_conversations(config: BenchmarkConfig, domains: dict[str, Domain | SentencePool],
                         speakers: dict[tuple[str, str], list[Speaker]]) -> list[tuple[Conversation, list[_Job]]]:
     """Conversations of 2-4 speakers, 6-14 turns; turn timing is decided when mixing, once durations are known."""
@@ -295,8 +307,7 @@ def _plan_conversations(config: BenchmarkConfig, domains: dict[str, Domain | Sen
         for index in range(getattr(config, f"conversations_{split}")):
             key = _key(config.seed, f"conversations_{split}", index)
             rng = np.random.default_rng(key)
-            pool = speakers["en", "train" if split == "train" else "eval"]
-            cast = [pool[i] for i in rng.choice(len(pool), size=int(rng.integers(2, 5)), replace=False)]
+            cast = _distinct_voices(speakers["en", "train" if split == "train" else "eval"], rng)
             cid = f"conversation_{split}-{index:04d}"
             turns, previous = [], None
             for turn in range(int(rng.integers(6, MAX_TURNS + 1))):
