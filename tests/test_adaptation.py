@@ -40,7 +40,7 @@ def test_the_method_config_reads_every_parameter_of_its_notebook(notebook, confi
     ({"round": 0}, "round must be 1 or more"),
     ({"round": 2}, "round 2 with previous_round '': round 1 starts from the pretrained models"),
     ({"previous_round": "20_rehear"}, "round 1 with previous_round '20_rehear'"),
-    ({"source_limit": 0}, "source_limit >= 1"),
+    ({"source_limit": -1}, "source_limit >= 0"),
     ({"refiner_steps": 0}, "refiner_steps >= 1"),
     ({"max_change": -0.1}, "max_change >= 0"),
     ({"eval_splits": "test"}, "eval_splits must be a non-empty list of names"),  # a string would name its letters
