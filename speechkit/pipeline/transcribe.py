@@ -38,7 +38,7 @@ def load_transcriber(model: str) -> Transcriber:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recordings", nargs="+", help="audio files (any length, sample rate and channel count)")
     parser.add_argument("--model", default="pkg:whisper-tiny.en",
-                        help="Whisper (pkg:NAME, a folder, a hub id) or a speech LLM (published:stage3, a saved model's folder)")
+                        help="Whisper (pkg:NAME, a folder, a hub id) or a speech LLM (published:stageN, a folder)")
     parser.add_argument("--language", default="en", help="ISO 639-1 code of the speech")
     parser.add_argument("--max-segment-seconds", type=float, default=20.0,
                         help="longest segment the voice activity cut makes (at most 30, the model's window)")

@@ -48,7 +48,7 @@ class ReHearConfig:
     round: int = 1                        # the pseudo-label round
     previous_round: str = ""              # round k > 1: the stage of round k - 1, whose ASRs and refiners continue
     asr: str = "pkg:whisper-tiny.en"      # round 1's ASR: a packaged model, a path, or a hub id
-    refiner: str = "published:stage3"     # round 1's refiners start from this speech LLM (the kit's stage 3, a stage or a path)
+    refiner: str = "published:stage3"     # round 1's refiners start from this speech LLM (published, a stage, a path)
     domain: str = "medical"               # the target domain: its <domain>_pool, _pool_reference and test manifests
     filter: str = "agreement"             # which refined labels are kept: one of FILTERS (see `refine`)
     max_change: float = 0.5               # agreement: at most this WER between hypothesis and refinement
@@ -128,7 +128,8 @@ class Refiners:
 def refiners_folder(stage_dir: Path) -> Path:
     """The refiners a round used: saved in its own folder (round 1), or where its `TRAINED_IN` points (round k)."""
     pointer = stage_dir / REFINERS_DIR / TRAINED_IN
-    return stage_dir.parent / pointer.read_text().strip() / REFINERS_DIR if pointer.is_file() else stage_dir / REFINERS_DIR
+    trained_in = stage_dir.parent / pointer.read_text().strip() if pointer.is_file() else stage_dir
+    return trained_in / REFINERS_DIR
 
 
 def prepare_refiners(config: ReHearConfig, data_dir: Path, output_dir: Path) -> Refiners:
