@@ -196,6 +196,19 @@ def speech_llm_transcriber(model: SpeechLLM, stage: Stage, decoding: DecodingCon
     return transcribe
 
 
+TRANSCRIBING_STAGES = {STAGES[k].name: STAGES[k] for k in (1, 2, 3)}  # later stages write CoT or routing tokens
+
+
+def saved_speech_llm_transcriber(checkpoint: str | Path, decoding: DecodingConfig) -> Transcriber:
+    """A saved speech LLM of stages 1-3 (its folder) as a transcriber, decoding as its last stage trained it."""
+    model = SpeechLLM.load(checkpoint, dtype=inference_dtype())
+    last = model.config.stages[-1] if model.config.stages else ""
+    if last not in TRANSCRIBING_STAGES:
+        raise ValueError(f"{checkpoint}: a speech LLM after stage {last!r}; transcription takes one of stages "
+                         f"{', '.join(TRANSCRIBING_STAGES)}")
+    return speech_llm_transcriber(model, TRANSCRIBING_STAGES[last], decoding)
+
+
 def whisper_transcriber(checkpoint: str) -> Transcriber:
     return asr_transcriber(*load_asr(checkpoint, dtype=inference_dtype()))
 

@@ -11,13 +11,10 @@ from speechkit.data.audio import AudioError
 from speechkit.engine.decoding import DecodingConfig
 from speechkit.engine.evaluation import Transcriber
 from speechkit.engine.longform import FORMATS, transcribe_recording, write_segments
-from speechkit.engine.recipes import speech_llm_transcriber, whisper_transcriber
-from speechkit.models.device import inference_dtype
+from speechkit.engine.recipes import saved_speech_llm_transcriber, whisper_transcriber
 from speechkit.models.published import PREFIX as PUBLISHED_PREFIX
 from speechkit.models.published import published_path
-from speechkit.models.speech_llm import CONFIG_FILE, STAGES, SpeechLLM
-
-TRANSCRIBING_STAGES = {STAGES[k].name: STAGES[k] for k in (1, 2, 3)}  # later stages write CoT or routing tokens
+from speechkit.models.speech_llm import CONFIG_FILE
 
 
 def load_transcriber(model: str) -> Transcriber:
@@ -27,12 +24,7 @@ def load_transcriber(model: str) -> Transcriber:
         model = str(published_path(model))
     if not (Path(model) / CONFIG_FILE).is_file():
         return whisper_transcriber(model)
-    speech_llm = SpeechLLM.load(model, dtype=inference_dtype())
-    last = speech_llm.config.stages[-1] if speech_llm.config.stages else ""
-    if last not in TRANSCRIBING_STAGES:
-        raise ValueError(f"{model}: a speech LLM after stage {last!r}; transcription takes one of stages "
-                         f"{', '.join(TRANSCRIBING_STAGES)}")
-    return speech_llm_transcriber(speech_llm, TRANSCRIBING_STAGES[last], DecodingConfig())
+    return saved_speech_llm_transcriber(model, DecodingConfig())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,11 +23,10 @@ from speechkit.data.audio import load_audio
 from speechkit.data.manifest import MAX_DURATION, SAMPLE_RATE, Utterance, read_conversations
 from speechkit.engine.decoding import DecodingConfig, decode
 from speechkit.engine.evaluation import Transcriber, transcribe_all
-from speechkit.engine.recipes import speech_llm_transcriber
+from speechkit.engine.recipes import saved_speech_llm_transcriber
 from speechkit.metrics.scoring import (ErrorCounts, ErrorRate, bootstrap_interval, paired_difference,
                                        speaker_attributed_wer)
-from speechkit.models.device import inference_dtype
-from speechkit.models.speech_llm import STAGES, Example, SpeechLLM
+from speechkit.models.speech_llm import Example, SpeechLLM
 from speechkit.slam_asr.diarization import (Diarization, DiarizationConfig, DiarizationScore, SpeakerCount,
                                             SpeakerTurn, choose_threshold, cluster, embed_speech, read_reference,
                                             score_diarization, speaker_count_accuracy)
@@ -52,7 +51,7 @@ class SDASRConfig:
     der_collar: float = 0.5                  # pyannote's collar (0.25 s either side of each reference boundary)
     tcp_collar: float = 5.0                  # tcpWER's collar, the MLC-SLM baseline's
     whisper: str = "pkg:whisper-tiny.en"
-    speech_llm: str = "12_stage3_lora"       # a stage of this run, a path, or published:stageN
+    speech_llm: str = "published:stage3"     # the kit's pretrained stage 3, a stage of this run, or a path
     context_llm: str = "14_context"          # the model fine-tuned with context prompts ("": no context study)
     turns_back: int = 2
     max_batch: int = 8
@@ -312,10 +311,4 @@ def plot_segment_lengths(results: Sequence[SegmentationResult], paper: dict[str,
 
 def speech_llm_transcriber_of(checkpoint: str, max_new_tokens: int) -> Transcriber:
     """A saved speech LLM of stages 1-3 (a folder) as a transcriber, decoding as its last stage trained it."""
-    model = SpeechLLM.load(checkpoint, dtype=inference_dtype())
-    stages = {STAGES[k].name: STAGES[k] for k in (1, 2, 3)}
-    last = model.config.stages[-1] if model.config.stages else ""
-    if last not in stages:
-        raise ValueError(f"{checkpoint}: a speech LLM after stage {last!r}; SD-ASR takes one of stages "
-                         f"{', '.join(stages)}")
-    return speech_llm_transcriber(model, stages[last], DecodingConfig(max_new_tokens=max_new_tokens))
+    return saved_speech_llm_transcriber(checkpoint, DecodingConfig(max_new_tokens=max_new_tokens))
