@@ -1,5 +1,7 @@
 """Speech-Hands: external N-best, routing labels, the action token in training and decoding, reports, GER."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,9 @@ from speechkit.engine.decoding import Decoded
 from speechkit.engine.training import TrainConfig
 from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig
 from speechkit.speech_hands import routing
+from speechkit.speech_hands.claims import ROUTED_MINUS_BEST
+from speechkit.speech_hands.experiment import (CASCADE, INTERNAL, ROUTED, RoutingConfig, RoutingData, comparisons,
+                                               report_metrics, score_systems)
 from speechkit.speech_hands.external import (PocketsphinxASR, make_recognizer, nbest_path, recognize_manifest,
                                              score_nbest)
 from speechkit.speech_hands.routing import (ROUTING_STAGE, Decision, GERCorrector, RoutingItem, read_decisions, route,
@@ -240,3 +245,56 @@ def test_a_transformers_checkpoint_with_its_processor_is_an_external_system(tmp_
     lists = recognize_manifest(recognizer, root, "source_test", tmp_path / "hf.jsonl", limit=2, progress=False)
     assert [n.system for n in lists] == ["tiny", "tiny"] and read_nbest(tmp_path / "hf.jsonl") == lists
     assert all(1 <= len(n.hypotheses) <= 3 for n in lists)
+
+
+# -- notebook 41's experiment (speech_hands/experiment.py) -----------------------------------------------------
+
+def test_routing_config_refuses_bad_options_before_any_model_loads():
+    with pytest.raises(ValueError, match="test_manifests"):
+        RoutingConfig(test_manifests="source_test")
+    with pytest.raises(ValueError, match="tolerance"):
+        RoutingConfig(tolerance=1.5)
+    with pytest.raises(ValueError, match="invalid training configuration"):
+        RoutingConfig(ger_max_steps=0)
+    config = RoutingConfig(external="hf:asr", baselines=["whisper", "hf:asr"], learning_rate=1e-4,
+                           ger_learning_rate=2e-3, ger_max_steps=7, seed=3)
+    assert config.systems == ["hf:asr", "whisper"]
+    assert (config.training.learning_rate, config.training.seed) == (1e-4, 3)
+    assert (config.ger_training.learning_rate, config.ger_training.max_steps, config.ger_training.seed) == (2e-3, 7, 3)
+
+
+def test_systems_are_scored_on_the_same_utterances_and_routing_is_compared_with_the_best_single(smoke_benchmark):
+    root, _ = smoke_benchmark
+    utterances = read_manifest(root / "source_test.jsonl")[:4]
+    refs = {u.id: u.text for u in utterances}
+    wrong = {u.id: "completely different words here" for u in utterances}
+    external = {u.id: NBest(u.id, "whisper", (Hypothesis(refs[u.id], 0.0),)) for u in utterances}
+    bad_external = {u.id: NBest(u.id, "pocketsphinx", (Hypothesis(wrong[u.id], 0.0),)) for u in utterances}
+    data = RoutingData({"source_test": utterances}, {"whisper": {"source_test": external},
+                                                     "pocketsphinx": {"source_test": bad_external}},
+                       {"source_test": wrong}, "whisper")
+    items = data.items("source_test", 0.0)
+    assert [i.label for i in items] == ["external"] * 4  # the internal transcript is wrong, whisper's is right
+    decisions = [decision(i.label, "external", reference=i.utterance.text, internal=wrong[i.utterance.id],
+                          external=refs[i.utterance.id]) for i in items]
+    decisions = [replace(d, id=i.utterance.id, manifest="source_test") for d, i in zip(decisions, items)]
+    config = RoutingConfig(test_manifests=["source_test"])
+    systems = score_systems(config, data, decisions, {"source_test": wrong})
+    assert list(systems) == [INTERNAL, "external whisper", "external pocketsphinx", CASCADE, ROUTED, "oracle routing"]
+    rates = {name: results[0].wer.rate for name, results in systems.items()}
+    assert rates[ROUTED] == rates["external whisper"] == 0.0 and rates[INTERNAL] > 0.5
+    rows = {m.name.split(" source_test")[0]: m for m in comparisons(systems)}
+    # the best single system is whisper (0% WER): routing, which took it everywhere, is level with it
+    assert rows[ROUTED_MINUS_BEST].value == 0.0 and "whisper" in rows[ROUTED_MINUS_BEST].claim
+    assert rows[f"routed minus {CASCADE}"].value < -0.5
+
+
+def test_report_metrics_name_every_action_once_per_measure():
+    decisions = [decision("internal", "internal"), decision("external", "rewrite"), decision("rewrite", "rewrite")]
+    report = routing_report(decisions)
+    rows = {m.name: m.value for m in report_metrics(report, {"internal": 5, "external": 2, "rewrite": 1},
+                                                    {"internal": 1, "external": 2, "rewrite": 5})}
+    assert rows["routing accuracy"] == pytest.approx(2 / 3)
+    assert rows["routing recall <external>"] == 0.0 and rows["routing precision <rewrite>"] == pytest.approx(1 / 2)
+    assert rows["training labels <internal>"] == 5 and rows["training labels, exact-match rule <rewrite>"] == 5
+    assert len(rows) == 2 + 3 * 3 + 3 + 3
