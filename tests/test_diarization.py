@@ -9,12 +9,13 @@ from speechkit.data.audio import AudioError
 from speechkit.core.fileio import write_json
 from speechkit.data.manifest import SAMPLE_RATE, Conversation, write_manifest
 from speechkit.data.synth import Speaker, synthesize
-from speechkit.pipeline.claims import REPRODUCED, judge
+from speechkit.pipeline.claims import INCONCLUSIVE, REPRODUCED, judge
 from speechkit.slam_asr import diarization_claims
 from speechkit.slam_asr.diarization import (DiarizationConfig, ReferenceFormatError, SpeakerTurn, choose_threshold,
                                             cluster, diarize, diarize_audio, embed_speech, merge_turns,
                                             read_reference, score_diarization, speaker_count_accuracy, to_rttm)
-from speechkit.slam_asr.sd_asr import (Recordings, SDASRConfig, attributed_error_rate, load_recordings, oracle_turns,
+from speechkit.slam_asr.sd_asr import (Recordings, SDASRConfig, SegmentationResult, attributed_error_rate,
+                                       context_metrics, load_recordings, oracle_turns, segment_length_claim,
                                        turn_audio, transcribe_turns)
 
 SENTENCES = ("The committee met on Tuesday to discuss the budget for the school district.",
@@ -156,3 +157,30 @@ def test_the_row_the_notebook_writes_is_the_row_the_claim_reads():
            "value": -0.05, "ci_low": -0.08, "ci_high": -0.02}
     assert judge(claim, [row], None).verdict == REPRODUCED
     assert claim.paper_difference == pytest.approx(-0.0532)
+
+
+def seglst(session: str, words: list[str]) -> list[dict]:
+    return [{"session_id": session, "speaker": f"s{i % 2}", "start_time": 3.0 * i, "end_time": 3.0 * i + 2.5,
+             "words": w} for i, w in enumerate(words)]
+
+
+def test_the_study_writes_the_claims_row_shorter_minus_longer_segments_and_the_context_rows():
+    truth = ["the budget was approved", "we meet again next week", "please send the notes", "thank you all"]
+    reference = seglst("a", truth) + seglst("b", truth)
+    worse = ["the budget was", "we meet again next week", "please the notes", "thank all"]
+    rates = {name: attributed_error_rate(reference, seglst("a", words) + seglst("b", words), 5.0)
+             for name, words in (("8 s", truth), ("60 s", worse))}
+    results = [SegmentationResult(name, {}, None, None, None, {diarization_claims.SYSTEM: rate})
+               for name, rate in rates.items()]
+    [row] = segment_length_claim(results, "test")
+    assert row.name == diarization_claims.segment_length_row("test")
+    assert row.value == pytest.approx(rates["8 s"].rate - rates["60 s"].rate) and row.value < 0
+    assert judge(diarization_claims.CLAIMS[0], [{"stage": diarization_claims.STAGE, "name": row.name,
+                                                 "value": row.value, "ci_low": row.ci_low, "ci_high": row.ci_high}],
+                 None).verdict in (REPRODUCED, INCONCLUSIVE)
+    assert segment_length_claim(results[:1], "test") == []  # without the 60 s limit there is nothing to compare
+    rows = {m.name: m.value for m in context_metrics({"none": rates["60 s"], "own": rates["60 s"],
+                                                      "oracle": rates["8 s"]}, "8 s")}
+    assert rows["tcpWER change, context own minus none"] == 0.0
+    assert rows["tcpWER change, context oracle minus none"] < 0
+    assert rows["speech LLM tcpWER 8 s segments, context: oracle"] == rates["8 s"].rate

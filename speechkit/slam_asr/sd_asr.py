@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from speechkit.core.claims import points
 from speechkit.core.results import Metric
 from speechkit.core.text import normaliser_for
 from speechkit.data.audio import load_audio
@@ -30,6 +31,7 @@ from speechkit.models.speech_llm import Example, SpeechLLM
 from speechkit.slam_asr.diarization import (Diarization, DiarizationConfig, DiarizationScore, SpeakerCount,
                                             SpeakerTurn, choose_threshold, cluster, embed_speech, read_reference,
                                             score_diarization, speaker_count_accuracy)
+from speechkit.slam_asr.diarization_claims import LONGER, SHORTER, SYSTEM, TCPWER, segment_length_row
 from speechkit.slam_asr.studies import CONTEXT_STAGE, context_text
 
 ORACLE = "oracle"
@@ -242,12 +244,15 @@ def study_metrics(results: Sequence[SegmentationResult], split: str) -> list[Met
     return metrics
 
 
-def segment_length_difference(results: Sequence[SegmentationResult], system: str, shorter: str, longer: str
-                              ) -> tuple[float, float, float]:
-    """tcpWER of the shorter limit minus the longer one's on the same conversations (paired bootstrap)."""
+def segment_length_claim(results: Sequence[SegmentationResult], split: str) -> list[Metric]:
+    """Table 5's row: the speech LLM's tcpWER with the shorter maximum segment minus with the longer one, on the same
+    conversations (paired bootstrap); none when the study lacks either limit."""
     by_name = {r.name: r for r in results}
-    d = paired_difference(by_name[longer].tcpwer[system], by_name[shorter].tcpwer[system])
-    return d.difference, d.interval.low, d.interval.high
+    if SHORTER not in by_name or LONGER not in by_name:
+        return []
+    d = paired_difference(by_name[LONGER].tcpwer[SYSTEM], by_name[SHORTER].tcpwer[SYSTEM])
+    return [Metric(segment_length_row(split), d.difference, d.interval.low, d.interval.high, unit="rate",
+                   claim=points(TCPWER[LONGER], TCPWER[SHORTER]))]
 
 
 def context_study(model: SpeechLLM, recordings: Recordings, turns: dict[str, list[SpeakerTurn]],
@@ -258,6 +263,17 @@ def context_study(model: SpeechLLM, recordings: Recordings, turns: dict[str, lis
                                         transcribe_with_context(model, recordings, turns, mode, config.turns_back,
                                                                 decoding, config.max_batch), config.tcp_collar)
             for mode in CONTEXT_MODES}
+
+
+def context_metrics(rates: dict[str, ErrorRate], segmentation: str) -> list[Metric]:
+    """The context study's rows: tcpWER under each mode, and each mode's change against no context (paired)."""
+    rows = [Metric(f"{SYSTEM} tcpWER {segmentation} segments, context: {mode}", r.rate, r.interval.low,
+                   r.interval.high, unit="rate") for mode, r in rates.items()]
+    for mode in CONTEXT_MODES[1:]:
+        d = paired_difference(rates["none"], rates[mode])
+        rows.append(Metric(f"tcpWER change, context {mode} minus none", d.difference, d.interval.low,
+                           d.interval.high, unit="rate"))
+    return rows
 
 
 def plot_timeline(reference: list[dict], diarization: Sequence[SpeakerTurn], title: str) -> plt.Figure:
