@@ -55,6 +55,18 @@ def test_a_malformed_output_falls_back_to_the_think_hypothesis():
     assert parse_cot("no tags at all").final == ""
 
 
+@pytest.mark.parametrize("raw", [
+    # the default run's CoT models (50 steps) closed the think span with the transcript's tag
+    " <LANG_en> <think> The speech sounds like: the patient takes nifedapine </transcribe>",
+    # cut off inside its error list
+    "<think> The speech sounds like: the patient takes nifedapine, but it might have some substitution errors ('nif",
+    "<think> The speech sounds like: the patient takes nifedapine"])
+def test_an_unfinished_think_span_still_gives_its_hypothesis(raw):
+    parsed = parse_cot(raw)
+    assert not parsed.well_formed and parsed.details == () and parsed.raw == raw
+    assert parsed.final == parsed.hypothesis == "the patient takes nifedapine"
+
+
 def test_prompt_loss_schedule_decays_then_stays():
     schedule = PromptLossSchedule(1.0, 0.1, decay_steps=10)
     assert schedule.weight(0) == 1.0 and schedule.weight(5) == pytest.approx(0.55)

@@ -43,6 +43,10 @@ NO_ERROR = "and it sounds right"
 MAX_DETAILS = 8
 _SOUNDS_LIKE = re.compile(r"The speech sounds like:\s*(.*?)(?:, but it might have some (.*?), let me correct it\.|"
                           r", and it sounds right\.)", re.S)
+# a model that has not yet learnt the whole format (the default run's CoT models after 50 steps wrote "<think> The
+# speech sounds like: X </transcribe>"): X, up to the next tag, an unfinished error list or the end, is its hypothesis
+_SOUNDS_LIKE_UNFINISHED = re.compile(r"The speech sounds like:\s*(.*?)\s*(?:, but it might have some|</?think>|"
+                                     r"</?transcribe>|$)", re.S)
 _DETAIL = re.compile(r"'([^']*)' heard as '([^']*)'|'([^']*)' missed|'([^']*)' added")
 
 
@@ -84,6 +88,7 @@ class CoTOutput:
     details: tuple[ErrorDetail, ...]
     transcription: str | None      # inside <transcribe> ... </transcribe>
     well_formed: bool              # <think> ... </think> then <transcribe> ... </transcribe>, each once
+    raw: str = ""                  # the completion as generated
 
     @property
     def final(self) -> str:
@@ -99,12 +104,15 @@ def parse_cot(raw: str) -> CoTOutput:
     well_formed = (think is not None and transcribe is not None and think.end() <= transcribe.start()
                    and raw.count("<think>") == raw.count("<transcribe>") == 1)
     hypothesis, details = None, ()
-    sounds = _SOUNDS_LIKE.search(think.group(1) if think else raw)
+    span = think.group(1) if think else raw
+    sounds = _SOUNDS_LIKE.search(span)
     if sounds:
         hypothesis = " ".join(sounds.group(1).split())
         details = tuple(_parse_detail(m) for m in _DETAIL.finditer(sounds.group(2) or ""))
+    elif unfinished := _SOUNDS_LIKE_UNFINISHED.search(span):
+        hypothesis = " ".join(unfinished.group(1).split()) or None
     text = " ".join(transcribe.group(1).split()) if transcribe else None
-    return CoTOutput(hypothesis, details, text, well_formed)
+    return CoTOutput(hypothesis, details, text, well_formed, raw)
 
 
 def _parse_detail(match: re.Match) -> ErrorDetail:

@@ -121,7 +121,7 @@ def train_and_score(config: CoTSFTConfig, name: str, first: FirstPass, data_dir:
               for u in read_manifest(data_dir / f"{m}.jsonl")[:config.eval_limit or None]]
     write_jsonl(output_dir / f"{name.replace(' + ', '_').replace(' ', '_')}_outputs.jsonl",
                 ({"id": i, "think_hypothesis": o.hypothesis, "transcription": o.transcription,
-                  "well_formed": o.well_formed} for i, o in transcriber.outputs.items()))
+                  "well_formed": o.well_formed, "raw": o.raw} for i, o in transcriber.outputs.items()))
     return CoTRun(name, log, results, diagnose(transcriber.outputs, scored))
 
 
