@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from speechkit.core.results import REPO_ROOT
-from speechkit.pipeline.summary import README_BEGIN, README_END, measured_section, update_readme
+from speechkit.pipeline.summary import README_BEGIN, README_END, measured_section, update_readme, wall_time_line
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -96,3 +96,13 @@ def test_update_rewrites_only_the_generated_section_and_needs_its_markers(tmp_pa
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="no generated section"):
         update_readme(readme, REPO_ROOT / "results" / "default")
+
+
+def test_the_wall_time_counts_the_newest_runs_stages_apart_from_older_ones():
+    one = [{"git_commit": "aaaa", "git_dirty": False, "seconds": 600, "finished": "2026-12-06T10:00:00"}] * 3
+    assert wall_time_line(one) == "the stages below ran for 30 min in all, from one commit."
+    stale = {"git_commit": "bbbb", "git_dirty": True, "seconds": 6000, "finished": "2026-11-26T06:00:00"}
+    line = wall_time_line([*one, stale])
+    assert line.startswith("the 3 stages of the newest run (commit aaaa) ran for 30 min; 1 older stages")
+    assert "100 min" in line
+    assert "from one commit" not in wall_time_line([{**one[0], "git_dirty": True}])

@@ -118,11 +118,11 @@ def measured_section(out_dir: Path) -> str:
     (commit, device, wall time) and the speed ratios, each table under the command that produced it."""
     rows = json.loads((out_dir / "summary.json").read_text())
     stages = sorted(p.parent.name for p in out_dir.glob("*/params.json"))
-    seconds = [json.loads((out_dir / name / "params.json").read_text()).get("seconds") or 0 for name in stages]
+    runs = [json.loads((out_dir / name / "params.json").read_text()) for name in stages]
     folder = out_dir.relative_to(out_dir.parents[1]).as_posix()  # results/<profile>
     lines = [f"Every number of the `{out_dir.name}` profile with its interval, stage by stage: "
              f"[{folder}/summary.md]({folder}/summary.md). Command: `python -m speechkit run --profile {out_dir.name}` "
-             f"(`make reproduce`); the stages below ran for {sum(seconds) / 60:.0f} min in all.", "",
+             f"(`make reproduce`); {wall_time_line(runs)}", "",
              "### Claims", "", *verdict_table(verdicts(rows, out_dir)), "", "### Runs", "",
              *run_header(out_dir, stages)]
     speed = out_dir / SPEED_FILE
@@ -140,6 +140,25 @@ def measured_section(out_dir: Path) -> str:
                   f"one supervised step, seconds | {report['grpo_step_seconds']} | {report['supervised_step_seconds']} "
                   f"| {report['grpo_step_ratio']}x |"]
     return "\n".join(lines)
+
+
+def wall_time_line(runs: list[dict]) -> str:
+    """How long the stages ran, by commit: one total when every stage comes from one clean commit, else the newest
+    commit's stages apart from the others (stale stages must not inflate, or hide in, the run's total)."""
+    by_commit: dict[str, list[dict]] = {}
+    for run in runs:
+        by_commit.setdefault(run.get("git_commit", "")[:10], []).append(run)
+
+    def minutes(group: list[dict]) -> float:
+        return sum(run.get("seconds") or 0 for run in group) / 60
+
+    if len(by_commit) == 1 and not any(run.get("git_dirty") for run in runs):
+        return f"the stages below ran for {minutes(runs):.0f} min in all, from one commit."
+    newest = max(by_commit, key=lambda commit: max(run.get("finished", "") for run in by_commit[commit]))
+    others = [run for commit, group in by_commit.items() if commit != newest for run in group]
+    return (f"the {len(by_commit[newest])} stages of the newest run (commit {newest}) ran for "
+            f"{minutes(by_commit[newest]):.0f} min; {len(others)} older stages, from {len(by_commit) - 1} other "
+            f"commit(s), ran for {minutes(others):.0f} min.")
 
 
 def update_readme(readme: Path, out_dir: Path) -> bool:
