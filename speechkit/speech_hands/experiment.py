@@ -4,7 +4,7 @@ system scored on the same utterances with the paper's comparisons."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from speechkit.core.results import Metric, name_list
@@ -63,9 +63,8 @@ class RoutingConfig:
 
     @property
     def ger_training(self) -> TrainConfig:
-        return TrainConfig(learning_rate=self.ger_learning_rate, warmup_steps=self.warmup_steps,
-                           max_steps=self.ger_max_steps, max_minutes=self.ger_max_minutes,
-                           checkpoint_minutes=self.checkpoint_minutes, seed=self.seed)
+        return replace(self.training, learning_rate=self.ger_learning_rate, max_steps=self.ger_max_steps,
+                       max_minutes=self.ger_max_minutes)
 
     @property
     def decoding(self) -> DecodingConfig:
