@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -29,7 +30,19 @@ def test_config_rejects_bad_values():
         BenchmarkConfig(workers=True)
     with pytest.raises(ValueError, match="snr_db_min"):
         BenchmarkConfig(snr_db_min=30.0)
-    assert from_params(BenchmarkConfig, {"seed": 3, "profile": "smoke"}).seed == 3
+
+
+def test_from_params_takes_every_field_from_the_parameters_or_the_code():
+    """A config field the notebook neither declares nor fixes would keep its default whatever a parameter file said."""
+    parameters = {spec.name: spec.default for spec in dataclasses.fields(BenchmarkConfig)} | {"profile": "smoke"}
+    assert from_params(BenchmarkConfig, {**parameters, "seed": 3}).seed == 3
+    assert from_params(BenchmarkConfig, {**parameters, "seed": 3}, seed=4).seed == 4  # fixed by the code
+    del parameters["snr_db_max"], parameters["workers"]
+    with pytest.raises(ValueError, match="BenchmarkConfig needs snr_db_max, workers: declare them"):
+        from_params(BenchmarkConfig, parameters)
+    assert from_params(BenchmarkConfig, parameters, snr_db_max=20.0, workers=1).snr_db_max == 20.0
+    with pytest.raises(TypeError, match="BenchmarkConfig has no field snr_db"):
+        from_params(BenchmarkConfig, parameters, snr_db=20.0, snr_db_max=20.0, workers=1)
 
 
 def test_every_manifest_validates_against_its_audio(smoke_benchmark):

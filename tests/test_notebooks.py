@@ -54,9 +54,9 @@ def test_profiles_validate(profile):
         validate(stage)
 
 
-def configs_built(notebook: Path) -> list[tuple[type, str, list[str]]]:
-    """The `from_params(Class, <parameters expression>)` calls of a notebook: each config class, its argument and the
-    `if` conditions it runs under."""
+def configs_built(notebook: Path) -> list[tuple[type, str, dict[str, str], list[str]]]:
+    """The `from_params(Class, <parameters expression>, **fixed)` calls of a notebook: each config class, its
+    argument, the fields its code fixes (as expressions) and the `if` conditions it runs under."""
     cells = [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
     tree = ast.parse("\n".join(line for cell in cells for line in cell.splitlines() if not line.startswith("%")))
     imported = {alias.asname or alias.name: node.module for node in ast.walk(tree)
@@ -72,7 +72,8 @@ def configs_built(notebook: Path) -> list[tuple[type, str, list[str]]]:
             return
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "from_params":
             name = node.args[0].id
-            yield getattr(importlib.import_module(imported[name]), name), ast.unparse(node.args[1]), conditions
+            fixed = {keyword.arg: ast.unparse(keyword.value) for keyword in node.keywords}
+            yield getattr(importlib.import_module(imported[name]), name), ast.unparse(node.args[1]), fixed, conditions
         for child in ast.iter_child_nodes(node):
             yield from calls(child, conditions)
 
@@ -93,9 +94,11 @@ def test_every_parameter_file_builds_the_configs_of_its_notebook(profile):
     `source_limit: 0`, which ReHearConfig refused only when a GPU user's run reached it)."""
     for stage in discover(profile):
         parameters = {**declared_parameters(stage.notebook), **stage.parameters}
-        for config_class, argument, conditions in configs_built(stage.notebook):
+        for config_class, argument, fixed, conditions in configs_built(stage.notebook):
             if runs_under(conditions, parameters):
-                from_params(config_class, eval(argument, {"globals": lambda: parameters}, parameters))
+                scope = {"globals": lambda: parameters}
+                from_params(config_class, eval(argument, scope, parameters),
+                            **{name: eval(value, scope, parameters) for name, value in fixed.items()})
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -105,7 +108,7 @@ def test_every_declared_parameter_reaches_the_code(path):
     cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     code = ast.parse("\n".join(line for cell in cells[1:] for line in cell.splitlines() if not line.startswith("%")))
     read = {node.id for node in ast.walk(code) if isinstance(node, ast.Name)}
-    fields = {field.name for config_class, argument, _ in configs_built(path) if "globals()" in argument
+    fields = {field.name for config_class, argument, _, _ in configs_built(path) if "globals()" in argument
               for field in dataclasses.fields(config_class)}
     assert [name for name in declared_parameters(path) if name not in read | fields | set(INJECTED)] == []
 

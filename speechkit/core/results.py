@@ -21,10 +21,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # speechkit/core/results.py -> 
 METRICS_FILE = "metrics.json"
 
 
-def from_params(cls: type[T], params: dict) -> T:
-    """Build config dataclass `cls` from a notebook's parameters (names that are not its fields are ignored)."""
-    names = {spec.name for spec in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in params.items() if k in names})
+def from_params(cls: type[T], params: dict, **fixed) -> T:
+    """Build config dataclass `cls` from a notebook's parameters (its globals): every field is a parameter, or is
+    `fixed` by the notebook's code. A field missing from both is an error, not a silent default: a parameter file
+    could not set it. (Names that are not fields are the notebook's other globals; the runner refuses a parameter
+    the notebook does not declare, and tests/test_notebooks.py that a declared one reaches no config or code.)"""
+    names = [spec.name for spec in dataclasses.fields(cls)]
+    unknown = sorted(set(fixed) - set(names))
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    missing = [name for name in names if name not in params and name not in fixed]
+    if missing:
+        raise ValueError(f"{cls.__name__} needs {', '.join(missing)}: declare them in the notebook's parameters cell "
+                         f"(or pass them to from_params)")
+    return cls(**{name: fixed[name] if name in fixed else params[name] for name in names})
 
 
 def name_list(value: Sequence[str], what: str) -> tuple[str, ...]:

@@ -53,6 +53,8 @@ class LLMRewardConfig:
     warmup_steps: int = 2
     max_steps: int = 4                            # RL steps; self-training gets as many of the same batch size
     max_minutes: float = 0.0                      # a cap only: budgets are steps
+    checkpoint_minutes: float = 10.0              # training state saved this often (a stopped run resumes)
+    seed: int = 0                                 # the order of the pool's batches
 
     def __post_init__(self):
         if self.score not in SCORES:
@@ -75,7 +77,8 @@ class LLMRewardConfig:
     @property
     def training(self) -> TrainConfig:
         return TrainConfig(learning_rate=self.learning_rate, warmup_steps=self.warmup_steps, max_steps=self.max_steps,
-                           max_minutes=self.max_minutes, log_every=max(1, self.max_steps // 20))
+                           max_minutes=self.max_minutes, log_every=max(1, self.max_steps // 20),
+                           checkpoint_minutes=self.checkpoint_minutes, seed=self.seed)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ class ReHearConfig:
     warmup_steps: int = 2                 # the refiners' and the ASRs'
     max_steps: int = 2                    # ASR fine-tuning steps, the same for every system
     max_batch: int = 8                    # utterances per ASR fine-tuning batch
+    checkpoint_minutes: float = 10.0      # training state saved this often (a stopped round resumes)
+    seed: int = 0                         # the order of the training batches
 
     def __post_init__(self):
         if self.filter not in FILTERS:
@@ -91,12 +93,14 @@ class ReHearConfig:
     @property
     def refiner_training(self) -> TrainConfig:
         return TrainConfig(learning_rate=self.refiner_learning_rate, warmup_steps=self.warmup_steps,
-                           max_steps=self.refiner_steps, log_every=max(1, self.refiner_steps // 10))
+                           max_steps=self.refiner_steps, log_every=max(1, self.refiner_steps // 10),
+                           checkpoint_minutes=self.checkpoint_minutes, seed=self.seed)
 
     @property
     def asr_training(self) -> TrainConfig:
         return TrainConfig(learning_rate=self.learning_rate, warmup_steps=self.warmup_steps,
-                           max_steps=self.max_steps, log_every=max(1, self.max_steps // 10))
+                           max_steps=self.max_steps, log_every=max(1, self.max_steps // 10),
+                           checkpoint_minutes=self.checkpoint_minutes, seed=self.seed)
 
 
 def folder_name(system: str) -> str:
