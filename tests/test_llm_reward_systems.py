@@ -1,9 +1,12 @@
 """Ling & Ye's four systems as notebook 30 runs them (speechkit.llm_reward.systems), on the tiny stand-in models."""
 
+import pytest
+
 from speechkit.data.manifest import read_manifest
 from speechkit.engine.evaluation import score
 from speechkit.llm_reward import systems
 from speechkit.llm_reward.claims import CLAIMS, FIGURE
+from speechkit.llm_reward.reach import GREEDY, ORACLE_PICK, REWARD_PICK, entity_errors, picks, rollout_reach
 from speechkit.llm_reward.reward import LLMRewardModel
 from speechkit.llm_reward.systems import RESCORING, RL, SELF_TRAINING, UNADAPTED, LLMRewardConfig
 
@@ -44,3 +47,34 @@ def test_differences_are_system_minus_baseline_and_the_claim_row_is_relative_to_
     assert rows["WER RL minus unadapted medical_test [en]"].value == -1.0
     assert rows["WER self-training minus unadapted medical_test [en]"].value == 0.0
     assert rows["entity WER rescoring minus unadapted medical_test [en]"].value == 0.0
+
+
+def test_the_oracle_pick_finds_the_right_spelling_the_reward_passes_over(smoke_benchmark):
+    data, _ = smoke_benchmark
+    utterance = next(u for u in read_manifest(data / "medical_dev.jsonl") if u.entities)
+    entity = utterance.entity_texts()[0]
+    misspelt = utterance.text.replace(entity, "x" * len(entity))
+    assert entity_errors(utterance, utterance.text) == 0 < entity_errors(utterance, misspelt)
+    chosen = picks([utterance], [[misspelt, utterance.text]], [[0.9, 0.1]])
+    assert chosen == {REWARD_PICK: [misspelt], ORACLE_PICK: [utterance.text]}
+    with pytest.raises(ValueError, match="one group"):
+        picks([utterance], [[misspelt]], [])
+
+
+def test_rollout_reach_scores_greedy_and_two_picks_of_each_rollout_on_the_same_dev_utterances(tiny_checkpoints,
+                                                                                              smoke_benchmark):
+    whisper, llm = tiny_checkpoints
+    data, _ = smoke_benchmark
+    config = LLMRewardConfig(asr=str(whisper), reward_llm=str(llm), eval_limit=2, num_generations=2)
+    reach = rollout_reach(config, LLMRewardModel.load(config.reward_llm), data)
+    assert list(reach) == [GREEDY, *(f"{kind} rollouts, {pick}" for kind in ("sample", "beam")
+                                     for pick in (REWARD_PICK, ORACLE_PICK))]
+    [greedy] = reach[GREEDY]
+    assert greedy.manifest == "medical_dev" and len(greedy.ids) == 2
+    assert all(results[0].ids == greedy.ids for results in reach.values())
+    for kind in ("sample", "beam"):  # the oracle's pick is the best of the rollouts the reward chose among
+        [reward], [oracle] = reach[f"{kind} rollouts, {REWARD_PICK}"], reach[f"{kind} rollouts, {ORACLE_PICK}"]
+        assert all(o.errors <= r.errors for o, r in zip(oracle.entity_wer.per_utterance,
+                                                        reward.entity_wer.per_utterance, strict=True))
+    with pytest.raises(ValueError, match="not greedy"):
+        rollout_reach(config, None, data, rollouts=["greedy"])

@@ -50,14 +50,17 @@ def read_pool(data_dir: str | Path, manifest: str, limit: int = 0) -> list[Utter
 
 def transcribe_pool(model: asr.WhisperASR, tokenizer, utterances: Sequence[Utterance], data_dir: str | Path,
                     nbest: int = 1, num_beams: int = 1, max_batch: int = 16, progress: bool = True,
-                    desc: str = "transcribing") -> list[list[Hypothesis]]:
-    """N-best lists (best first) of every utterance, in order."""
+                    desc: str = "transcribing", do_sample: bool = False,
+                    temperature: float = 1.0) -> list[list[Hypothesis]]:
+    """N-best lists (best first) of every utterance, in order; with `do_sample`, `nbest` samples at `temperature`
+    (in the order drawn)."""
     out: dict[int, list[Hypothesis]] = {}
     batches = length_batches([u.duration for u in utterances], 120.0, max_batch, rng=None)
     for indices in tqdm(batches, desc=desc, unit="batch", disable=not progress):
         audios = [load_utterance(utterances[i], data_dir) for i in indices]
         decoded = asr.transcribe(model, tokenizer, audios, [utterances[i].language for i in indices],
-                                 num_beams=max(num_beams, nbest), nbest=nbest)
+                                 num_beams=1 if do_sample else max(num_beams, nbest), nbest=nbest,
+                                 do_sample=do_sample, temperature=temperature)
         out.update(zip(indices, decoded, strict=True))
     return [out[i] for i in range(len(utterances))]
 
