@@ -63,14 +63,12 @@ def rollout_reach(config: LLMRewardConfig, reward_model: LLMRewardModel, data_di
     model, tokenizer = whisper.load_asr(config.asr)
     greedy = [nbest[0].text for nbest in transcribe_pool(model, tokenizer, utterances, data_dir, desc="greedy")]
     systems = {GREEDY: score(manifest, utterances, greedy)}
-    contexts = [u.context for u in utterances for _ in range(config.num_generations)]
     for kind in rollouts:
         torch.manual_seed(config.seed)  # the samples, as a rerun draws them
         groups = [[h.text for h in nbest] for nbest in transcribe_pool(
             model, tokenizer, utterances, data_dir, nbest=config.num_generations, num_beams=config.num_generations,
             do_sample=kind == "sample", temperature=config.temperature, desc=f"{kind} rollouts")]
-        flat = reward_model.score(config.score, [text for group in groups for text in group], contexts)
-        rewards = [flat[i * config.num_generations:(i + 1) * config.num_generations] for i in range(len(groups))]
+        rewards = reward_model.group_scores(config.score, groups, [u.context for u in utterances])
         systems |= {f"{kind} rollouts, {pick}": score(manifest, utterances, texts)
                     for pick, texts in picks(utterances, groups, rewards).items()}
     return systems

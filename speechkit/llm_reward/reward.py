@@ -104,14 +104,19 @@ class LLMRewardModel:
         llm_reward.__name__ = f"llm_{kind}"
         return llm_reward
 
+    def group_scores(self, kind: str, groups: Sequence[Sequence[str]],
+                     contexts: Sequence[Context | None]) -> list[list[float]]:
+        """The score of every text of every group (one context per group), scored in one pass over all texts."""
+        scores = iter(self.score(kind, [text for group in groups for text in group],
+                                 [c for group, c in zip(groups, contexts, strict=True) for _ in group]))
+        return [[next(scores) for _ in group] for group in groups]
+
     def rescore(self, kind: str, nbests: Sequence[Sequence[Hypothesis]], contexts: Sequence[Context | None],
                 weight: float = 1.0) -> list[str]:
         """N-best rescoring at inference: argmax of ASR score + `weight` x LLM score, per utterance."""
-        flat = [h for nbest in nbests for h in nbest]
-        flat_contexts = [c for nbest, c in zip(nbests, contexts, strict=True) for _ in nbest]
-        llm = iter(self.score(kind, [h.text for h in flat], flat_contexts))
+        llm = self.group_scores(kind, [[h.text for h in nbest] for nbest in nbests], contexts)
         chosen = []
-        for nbest in nbests:
-            scored = [(h.score + weight * next(llm), h.text) for h in nbest]
+        for nbest, scores in zip(nbests, llm, strict=True):
+            scored = [(h.score + weight * s, h.text) for h, s in zip(nbest, scores, strict=True)]
             chosen.append(max(scored, key=lambda s: s[0])[1] if scored else "")
         return chosen

@@ -246,6 +246,7 @@ class RLVRConfig:
     prompts_per_step: int = 2         # utterances per step, each sampled `num_generations` times
 
     def __post_init__(self):
+        object.__setattr__(self, "rewards", tuple(self.rewards))  # notebooks give a list; frozen
         unknown = set(self.rewards) - set(REWARDS)
         if unknown or not self.rewards:
             raise ValueError(f"unknown rewards {sorted(unknown)}; choose one or more of {sorted(REWARDS)}")
