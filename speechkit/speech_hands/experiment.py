@@ -103,7 +103,9 @@ def routing_data(config: RoutingConfig, model: SpeechLLM, data_dir: Path, output
     """Read the external N-best lists and decode the same utterances with the speech LLM (stage 3, no external
     hypotheses in the prompt)."""
     external_dir = output_dir.parent / config.external_stage
-    nbests = {system: {m: {n.id: n for n in read_nbest(nbest_path(external_dir, system, m))} for m in config.manifests}
+    # baselines are scored on the test sets only (40_external_asr decodes the training turns with its train_systems)
+    nbests = {system: {m: {n.id: n for n in read_nbest(nbest_path(external_dir, system, m))}
+                       for m in (config.manifests if system == config.external else config.test_manifests)}
               for system in config.systems}
     utterances = {m: [u for u in read_manifest(data_dir / f"{m}.jsonl") if u.id in nbests[config.external][m]]
                   for m in config.manifests}
