@@ -2,13 +2,14 @@ import pytest
 import torch
 
 from speechkit.data.manifest import Utterance, read_manifest
+from speechkit.engine.decoding import DecodingConfig
 from speechkit.engine.grpo import GRPOConfig
 from speechkit.engine.training import TrainConfig
 from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
-from speechkit.slam_asr.cot import (REWARDS, THINK_SIMILARITY, ErrorDetail, PromptLossSchedule, RLVRConfig,
-                                    accuracy_reward, correction_reward, cot_think, diagnose, error_detail_reward,
-                                    error_details, error_type_reward, format_reward, parse_cot, think_text, train_cot,
-                                    train_rlvr)
+from speechkit.slam_asr.cot import (COT_TRAINING, REWARDS, THINK_SIMILARITY, THINK_TOKENS, CoTTranscriber,
+                                    ErrorDetail, PromptLossSchedule, RLVRConfig, accuracy_reward, correction_reward,
+                                    cot_think, diagnose, error_detail_reward, error_details, error_type_reward,
+                                    format_reward, parse_cot, think_text, train_cot, train_rlvr)
 
 GOLD = "the patient takes nifedipine at night"
 
@@ -118,19 +119,31 @@ def cot_model(tiny_checkpoints, smoke_benchmark, n):
     whisper, llm = tiny_checkpoints
     root, _ = smoke_benchmark
     torch.manual_seed(0)
-    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32,
+                                                            extra_tokens=THINK_TOKENS))
     model.start_stage(STAGES[3])
-    model.start_stage(STAGES[4])
+    model.start_stage(COT_TRAINING)
     return model, root, read_manifest(root / "source_train.jsonl")[:n]
 
 
 def test_train_cot_follows_the_schedule(tiny_checkpoints, smoke_benchmark, tmp_path):
     model, root, utterances = cot_model(tiny_checkpoints, smoke_benchmark, 4)
-    log = train_cot(model, STAGES[4], utterances, [u.text.split(" ", 1)[-1] for u in utterances], root,
+    log = train_cot(model, COT_TRAINING, utterances, [u.text.split(" ", 1)[-1] for u in utterances], root,
                     TrainConfig(max_steps=4, warmup_steps=0, log_every=1), tmp_path / "cot",
                     schedule=PromptLossSchedule(1.0, 0.1, decay_steps=2), max_batch=2, progress=False)
     assert [p["think_weight"] for p in log.parts] == pytest.approx([1.0, 0.55, 0.1, 0.1])
     assert (tmp_path / "cot" / "trained.safetensors").is_file()
+
+
+def test_cot_refuses_a_model_built_without_the_think_tokens(tiny_checkpoints, smoke_benchmark, tmp_path):
+    whisper, llm = tiny_checkpoints
+    root, _ = smoke_benchmark
+    plain = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=16))
+    utterances = read_manifest(root / "source_train.jsonl")[:1]
+    with pytest.raises(ValueError, match="CoT SFT writes <think>, </think>, which this speech LLM was built without"):
+        train_cot(plain, COT_TRAINING, utterances, ["x"], root, TrainConfig(max_steps=1), tmp_path / "cot")
+    with pytest.raises(ValueError, match="a CoT model's decoding writes <think>"):
+        CoTTranscriber(plain, COT_TRAINING, DecodingConfig())
 
 
 def test_rlvr_config_names_its_rewards_and_logs_the_think_similarity():
@@ -152,7 +165,7 @@ def test_rlvr_config_names_its_rewards_and_logs_the_think_similarity():
 def test_train_rlvr_logs_every_reward(tiny_checkpoints, smoke_benchmark, tmp_path):
     model, root, utterances = cot_model(tiny_checkpoints, smoke_benchmark, 3)
     first_pass = {u.id: u.text for u in utterances}
-    log = train_rlvr(model, STAGES[4], utterances, first_pass, root, RLVRConfig(prompts_per_step=2),
+    log = train_rlvr(model, COT_TRAINING, utterances, first_pass, root, RLVRConfig(prompts_per_step=2),
                      GRPOConfig(num_generations=2, max_completion_length=8), TrainConfig(max_steps=3, warmup_steps=0,
                                                                                            log_every=1),
                      tmp_path / "rlvr", progress=False)

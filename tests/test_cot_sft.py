@@ -6,6 +6,7 @@ import torch
 
 from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
 from speechkit.slam_asr.claims import CLAIMS, COT_HYPOTHESES, COT_STAGE
+from speechkit.slam_asr.cot import THINK_TOKENS
 from speechkit.slam_asr.cot_sft import FIRST_PASS, RUNS, CoTSFTConfig, differences, first_pass, train_and_score
 
 
@@ -20,7 +21,8 @@ def test_both_runs_start_from_stage_3_and_are_scored_beside_it(tiny_checkpoints,
     whisper, llm = tiny_checkpoints
     data, _ = smoke_benchmark
     torch.manual_seed(0)
-    stage3 = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+    stage3 = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32,
+                                                             extra_tokens=THINK_TOKENS))
     stage3.start_stage(STAGES[3])
     stage3.save(tmp_path / "stage3")
     config = CoTSFTConfig(init=str(tmp_path / "stage3"), train_limit=3, max_steps=2, warmup_steps=0, eval_limit=2,

@@ -1,6 +1,7 @@
 """The package's layering: a module imports only from its own layer or lower ones, and lives in a subpackage."""
 
 import ast
+import re
 from pathlib import Path
 
 import speechkit
@@ -108,3 +109,46 @@ def test_the_checks_catch_back_edges_and_stray_modules(tmp_path):
         "speechkit/rehear/refinement.py (rehear) imports speechkit.llm_reward (llm_reward)",
     ]
     assert misplaced(root) == ["extra/thing.py: subpackage 'extra' has no layer", "stray.py: not in a subpackage"]
+
+
+def paper_knowledge(root: Path, tokens: set[str], figures: set[str]) -> list[str]:
+    """Lines of the layers below the papers (core to ui) that name a paper's own token or one of its figures: paper
+    knowledge belongs in its paper package, which the lower layers serve generically."""
+    below = [name for name, layer in LAYERS.items() if layer < LAYERS["slam_asr"]]
+    number = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+    problems = []
+    for path in sorted(p for name in below for p in (root / name).rglob("*.py")):
+        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            found = [t for t in sorted(tokens) if t in line] + [f for f in number.findall(line) if f in figures]
+            if found:
+                problems.append(f"{path.relative_to(root.parent)}:{line_number} names {', '.join(found)}")
+    return problems
+
+
+def papers_tokens_and_figures() -> tuple[set[str], set[str]]:
+    """The papers' own tokens, and the figures their claims quote (as written there, e.g. "15.48")."""
+    from speechkit.pipeline.claims import CLAIMS
+    from speechkit.slam_asr.cot import THINK_TOKENS
+    from speechkit.speech_hands.routing import ROUTING_TOKENS
+
+    figures = {f for claim in CLAIMS for f in re.findall(r"\d+\.\d+", claim.paper_figure)}
+    return set(THINK_TOKENS) | set(ROUTING_TOKENS), figures
+
+
+def test_no_layer_below_the_papers_names_a_papers_token_or_figure():
+    problems = paper_knowledge(PACKAGE, *papers_tokens_and_figures())
+    assert not problems, "paper knowledge below the paper packages:\n" + "\n".join(problems)
+
+
+def test_the_paper_knowledge_check_catches_a_planted_token_and_figure(tmp_path):
+    tokens, figures = papers_tokens_and_figures()
+    assert {"<think>", "<rewrite>"} <= tokens and "15.48" in figures
+    root = tmp_path / "speechkit"
+    files = {"models/speech_llm.py": 'SPEECH_TOKENS = ("<speech>", "<think>")\n',
+             "core/claims.py": "STAGE3_WER = 15.48  # 15.480 and v15.48 are other text\n",
+             "slam_asr/cot.py": 'THINK_TOKENS = ("<think>", "</think>")  # 15.48: a paper package may\n'}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    assert paper_knowledge(root, tokens, figures) == ["speechkit/core/claims.py:1 names 15.48",
+                                                      "speechkit/models/speech_llm.py:1 names <think>"]

@@ -123,7 +123,7 @@ def test_the_weights_a_run_starts_from_do_not_depend_on_the_number_of_threads():
     import subprocess
     import sys
 
-    script = ("from speechkit.engine.recipes import StageSetup, build; "
+    script = ("from speechkit.slam_asr.stages import StageSetup, build; "
               "from speechkit.engine.training import parameters_digest; "
               "setup = StageSetup(stage=1, encoder='pkg:whisper-tiny.en', llm='pkg:smollm2-135m-instruct', "
               "early_lora=4); model = build(setup, 'results/x'); model.start_stage(setup.spec); "

@@ -12,7 +12,7 @@ from speechkit.data.benchmark import BenchmarkConfig, content_hash, generate
 from speechkit.data.manifest import read_manifest
 from speechkit.data.textgen import SentencePool
 from speechkit.engine.encoder_cache import EncoderCache
-from speechkit.engine.recipes import StageSetup
+from speechkit.slam_asr.stages import StageSetup
 from speechkit.engine.training import TrainConfig
 from speechkit.models.speech_llm import LLM_LORA_TARGETS, STAGES, SpeechLLM, SpeechLLMConfig
 from speechkit.slam_asr import pretraining
@@ -163,7 +163,7 @@ def test_variants_trained_side_by_side_give_the_curves_they_give_one_after_the_o
 def test_the_ctc_warmup_trains_the_projector_alone_first_and_is_not_repeated_on_resume(tiny_checkpoints,
                                                                                        smoke_benchmark, tmp_path,
                                                                                        capsys):
-    from speechkit.engine.recipes import CTC_WARMUP, build, train_stage
+    from speechkit.slam_asr.stages import CTC_WARMUP, build, train_stage
     from speechkit.engine.training import STATE_FILE
 
     whisper, llm = tiny_checkpoints

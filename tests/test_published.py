@@ -81,3 +81,18 @@ def test_parameter_files_name_it_and_a_republished_checkpoint_changes_the_stage_
     publish(stage, "stage1", data, "cmd")
     assert provenance_record("published:stage1") != first
     assert keys.stage_key(notebook_stage, {"init": "published:stage1"}, {}, "lib", "no") != key
+
+
+def test_the_committed_checkpoints_hold_the_tokens_the_later_methods_write():
+    """CoT's and routing's tokens, with rows, in the published order; the digests match the migrated configs."""
+    from speechkit.slam_asr.cot import THINK_TOKENS
+    from speechkit.speech_hands.routing import ROUTING_TOKENS
+
+    for name in ("stage1", "stage2", "stage3"):
+        folder = published_path(f"published:{name}")
+        config = json.loads((folder / "speech_llm.json").read_text())
+        assert config["extra_tokens"] == [*THINK_TOKENS, *ROUTING_TOKENS], name
+    model = SpeechLLM.load(published_path("published:stage3"))  # token rows of another count would not load
+    model.require_tokens((*THINK_TOKENS, *ROUTING_TOKENS), "CoT and routing")
+    assert model.tokenizer.convert_tokens_to_ids(list(model.config.tokens)) == list(
+        range(len(model.tokenizer) - len(model.config.tokens), len(model.tokenizer)))  # added in order at the end

@@ -6,14 +6,14 @@ import sys
 
 import pytest
 
-from speechkit.engine.recipes import StageSetup, build
 from speechkit.models import speech_llm
+from speechkit.slam_asr.stages import StageSetup, build
 
 # One training process: builds the stage's model as the stage notebooks do, trains it with a checkpoint folder and
 # kills itself (SIGKILL: nothing runs after it) at the loss call `kill_at` (0: never).
 SCRIPT = """
 import os, signal, sys
-from speechkit.engine.recipes import StageSetup, build
+from speechkit.slam_asr.stages import StageSetup, build
 from speechkit.engine.training import TrainConfig, seed_everything, train
 
 encoder, llm, out, stage, kill_at = sys.argv[1:]

@@ -1,6 +1,7 @@
 """Speech-Hands: external N-best, routing labels, the action token in training and decoding, reports, GER."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,15 +12,16 @@ from speechkit.data.manifest import Hypothesis, NBest, read_manifest, read_nbest
 from speechkit.engine import recipes
 from speechkit.engine.decoding import Decoded
 from speechkit.engine.training import TrainConfig
-from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig
+from speechkit.models.speech_llm import STAGES, SpeechLLM, SpeechLLMConfig
 from speechkit.speech_hands import routing
 from speechkit.speech_hands.claims import ROUTED_MINUS_BEST
 from speechkit.speech_hands.experiment import (CASCADE, INTERNAL, ROUTED, RoutingConfig, RoutingData, comparisons,
                                                report_metrics, score_systems)
 from speechkit.speech_hands.external import (PocketsphinxASR, make_recognizer, nbest_path, recognize_manifest,
                                              score_nbest)
-from speechkit.speech_hands.routing import (ROUTING_STAGE, Decision, GERCorrector, RoutingItem, read_decisions, route,
-                                            routing_items, routing_label, routing_report, save_decisions)
+from speechkit.speech_hands.routing import (ACTION, ROUTING_STAGE, ROUTING_TOKENS, Decision, GERCorrector, RoutingItem,
+                                            read_decisions, route, routing_items, routing_label, routing_report,
+                                            save_decisions, train_router)
 
 
 @pytest.mark.parametrize("internal, external, expected", [
@@ -50,15 +52,16 @@ def test_routing_items_refuse_utterances_without_hypotheses(smoke_benchmark):
 def model(tiny_checkpoints):
     whisper, llm = tiny_checkpoints
     torch.manual_seed(0)
-    return SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32))
+    return SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=32,
+                                                           extra_tokens=ROUTING_TOKENS))
 
 
 def test_the_action_token_comes_first_in_the_target_with_its_weight(model, smoke_benchmark):
     root, _ = smoke_benchmark
-    utterance = read_manifest(root / "source_train.jsonl")[0]
-    stage = routing.replace(ROUTING_STAGE, action_weight=0.5)
-    example = Example(load_utterance(utterance, root), "en", "hello there", context="External ASR hypotheses: (1) x",
-                      action="external")
+    utterance = replace(read_manifest(root / "source_train.jsonl")[0], text="hello there")
+    stage = replace(ROUTING_STAGE, span_weights={ACTION: 0.5})
+    item = RoutingItem(utterance, "hello", (Hypothesis("x", 0.0),), "external")
+    example = item.example(1, True, load_utterance(utterance, root))
     inputs = model.build_inputs([example], stage, with_targets=True)
     labels, weights = inputs["labels"][0], inputs["weights"][0]
     targets = labels[labels != -100]
@@ -67,6 +70,18 @@ def test_the_action_token_comes_first_in_the_target_with_its_weight(model, smoke
     assert weights[labels != -100][0] == 0.5 and (weights[labels != -100][1:] == 1.0).all()
     prompt = model.prompt_text(example, stage)
     assert "External ASR hypotheses: (1) x" in prompt and "<external>" not in prompt
+    assert not item.example(1, False, example.audio).spans  # decoding: no target
+
+
+def test_routing_refuses_a_model_built_without_the_routing_tokens(tiny_checkpoints, smoke_benchmark, tmp_path):
+    whisper, llm = tiny_checkpoints
+    root, _ = smoke_benchmark
+    plain = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=16))
+    items = [RoutingItem(read_manifest(root / "source_train.jsonl")[0], "a", (Hypothesis("b", 0.0),), "rewrite")]
+    with pytest.raises(ValueError, match="routing writes <internal>, <external>, <rewrite>, which this speech LLM"):
+        train_router(plain, ROUTING_STAGE, items, root, TrainConfig(max_steps=1), tmp_path / "router")
+    with pytest.raises(ValueError, match="routing writes"):
+        route(plain, ROUTING_STAGE, items, "source_train", root)
 
 
 def test_the_routing_stage_trains_projector_embeddings_head_and_lora(model):
@@ -98,7 +113,8 @@ def test_the_emitted_token_decides_the_output(monkeypatch, smoke_benchmark, raw,
         return [[Decoded("model says", raw, "en", -0.1, first_token_probability=0.8)] for _ in examples]
 
     monkeypatch.setattr(recipes, "decode", fake_decode)
-    decisions = route(None, ROUTING_STAGE, [item(u) for u in utterances], "source_test", root, progress=False)
+    model = SimpleNamespace(require_tokens=lambda tokens, method: None)  # decoding is faked: no model runs
+    decisions = route(model, ROUTING_STAGE, [item(u) for u in utterances], "source_test", root, progress=False)
     assert [d.id for d in decisions] == [u.id for u in utterances]
     assert all(d.action == action and d.output == output for d in decisions)
     assert all(d.action_probability == (0.8 if "<" + action in raw else 0.0) for d in decisions)

@@ -323,7 +323,7 @@ def test_the_import_closure_covers_what_python_imports_and_resolves_relative_imp
                              "m for m in sys.modules if m.startswith('speechkit'))))"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert "speechkit.engine.recipes" in loaded
-    assert set(loaded) <= set(keys.imported_modules("from speechkit.engine.recipes import build"))
+    assert set(loaded) <= set(keys.imported_modules("from speechkit.engine.recipes import fine_tune"))
     package = tmp_path / "speechkit"
     for name, text in {"__init__.py": "", "a/__init__.py": "", "a/b.py": "from ..c import d\n", "c/__init__.py": "",
                        "c/d.py": "def f():\n    import speechkit.e\n", "e.py": "", "unused.py": ""}.items():

@@ -10,7 +10,7 @@ from speechkit.data.features import log_mel
 from speechkit.data.manifest import read_manifest, read_nbest, write_manifest
 from speechkit.engine.decoding import DecodingConfig, cut_repetitions, decode, parse, strip_echo, to_nbest
 from speechkit.models.asr import encode
-from speechkit.models.speech_llm import KIT_TOKENS, STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage
+from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, SpeechLLMConfig, Stage, TargetSpan
 
 
 @pytest.fixture
@@ -84,24 +84,63 @@ def test_prompt_templates(tiny_checkpoints, batch):
         SpeechLLMConfig("w", "l", template="USER: {prompt}")
 
 
-def test_only_targets_are_in_the_loss_and_think_spans_are_weighted(model, batch):
-    stage = Stage("cot", output_format="tagged", think_weight=0.1)
-    example = Example(batch[0].audio, "en", "hello there", think="it sounds like hello")
+def test_only_targets_are_in_the_loss_and_method_spans_are_weighted(model, batch):
+    stage = Stage("cot", output_format="tagged", span_weights={"reasoning": 0.1})
+    example = Example(batch[0].audio, "en", "hello there", spans=(TargetSpan(" maybe it was hello", "reasoning"),))
     inputs = model.build_inputs([example], stage, with_targets=True)
     labels, weights = inputs["labels"][0], inputs["weights"][0]
     spans = model.target_spans(example, stage)
     n_target = sum(len(model.tokenizer(t, add_special_tokens=False).input_ids) for t, _ in spans)
     assert (labels != -100).sum() == n_target and (weights > 0).sum() == n_target
     assert labels[:-n_target].eq(-100).all()  # prompt and audio positions never count
-    think = len(model.tokenizer(spans[1][0], add_special_tokens=False).input_ids)
-    assert torch.isclose(weights, torch.tensor(0.1)).sum() == think
+    reasoning = len(model.tokenizer(spans[1][0], add_special_tokens=False).input_ids)
+    assert torch.isclose(weights, torch.tensor(0.1)).sum() == reasoning
     decoded = model.tokenizer.decode(labels[labels != -100])
-    assert decoded.startswith(" <LANG_en> <think>") and decoded.endswith("hello there </transcribe><|endoftext|>")
+    assert decoded.startswith(" <LANG_en> maybe it was") and decoded.endswith("hello there </transcribe><|endoftext|>")
+
+
+def test_a_span_marked_first_precedes_the_language_tag_and_a_weight_not_given_is_one(model, batch):
+    example = Example(batch[0].audio, "en", "hi", spans=(TargetSpan(" after", "b"), TargetSpan("yes", "a", first=True)))
+    spans = model.target_spans(example, Stage("x", output_format="tagged", span_weights={"a": 0.5}))
+    assert spans == [("yes", 0.5), (" <LANG_en>", 1.0), (" after", 1.0),
+                     (" <transcribe> hi </transcribe><|endoftext|>", 1.0)]
+    assert model.target_spans(example, Stage("x")) == [(" hi<|endoftext|>", 1.0)]  # plain output: the transcript
+    with pytest.raises(ValueError, match="span weights must be >= 0"):
+        Stage("x", span_weights={"a": -1.0})
+
+
+def test_extra_tokens_get_rows_between_the_speech_and_language_tags_and_survive_save_and_load(tiny_checkpoints,
+                                                                                             batch, tmp_path):
+    whisper, llm = tiny_checkpoints
+    plain = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=16))
+    model = SpeechLLM.from_pretrained_parts(SpeechLLMConfig(str(whisper), str(llm), projector_hidden=16,
+                                                            extra_tokens=("<yes>", "<no>")))
+    assert model.config.tokens[5:7] == ("<yes>", "<no>") and model.config.tokens[7] == "<LANG_en>"
+    assert len(model.tokenizer) == len(plain.tokenizer) + 2
+    assert model.tokenizer.tokenize("<yes><no>") == ["<yes>", "<no>"]  # each one token, as the rows assume
+    model.require_tokens(("<yes>",), "a method")
+    with pytest.raises(ValueError, match="a method writes <think>, which this speech LLM was built without"):
+        plain.require_tokens(("<think>", "<transcribe>"), "a method")
+    model.start_stage(STAGES[2])
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "trainable_tokens_delta" in name:
+                parameter.add_(torch.randn_like(parameter))
+    model.save(tmp_path)
+    loaded = SpeechLLM.load(tmp_path)
+    assert loaded.config.extra_tokens == ("<yes>", "<no>")
+    ids = loaded.tokenizer.convert_tokens_to_ids(["<yes>", "<no>"])
+    assert ids == model.tokenizer.convert_tokens_to_ids(["<yes>", "<no>"])
+    torch.testing.assert_close(loaded.llm.get_input_embeddings()(torch.tensor(ids)),
+                               model.eval().llm.get_input_embeddings()(torch.tensor(ids)))
+    for bad in (("<yes>", "<yes>"), ("<transcribe>",)):
+        with pytest.raises(ValueError, match="extra_tokens must be distinct and not the kit's own"):
+            SpeechLLMConfig("w", "l", extra_tokens=bad)
 
 
 def test_weighted_loss_is_the_weighted_mean_of_token_losses(model, batch):
-    stage = Stage("cot", output_format="tagged", think_weight=0.25)
-    examples = [Example(e.audio, e.language, e.target, think="a guess") for e in batch[:2]]
+    stage = Stage("cot", output_format="tagged", span_weights={"guess": 0.25})
+    examples = [Example(e.audio, e.language, e.target, spans=(TargetSpan(" a guess", "guess"),)) for e in batch[:2]]
     loss, _ = model.loss(examples, stage)
     inputs = model.build_inputs(examples, stage, with_targets=True)
     logits = model.llm(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"],
@@ -122,7 +161,7 @@ def test_each_stage_trains_exactly_its_parameters(model):
     assert trained() == rows.keys() | {n for n in trained() if n.startswith("projector.")}
     # only the kit's token rows, in the embeddings and in the LM head: not the whole matrix
     assert {n.split(".")[-3] for n in rows} == {"embed_tokens", "lm_head"}
-    assert all(p.shape[0] == len(KIT_TOKENS) for p in rows.values())
+    assert all(p.shape[0] == len(model.config.tokens) for p in rows.values())
     counts = model.start_stage(STAGES[3])
     lora = {n for n in trained() if "lora_" in n}
     assert trained() == lora | {n for n in trained() if n.startswith("projector.")}
@@ -206,7 +245,7 @@ def test_checkpoint_references_name_stages_paths_or_hub_ids(tmp_path):
 
 
 def test_stage_setup_takes_lists_of_manifests_and_refuses_a_bare_string_or_an_empty_list():
-    from speechkit.engine.recipes import StageSetup
+    from speechkit.slam_asr.stages import StageSetup
     setup = StageSetup(stage=3, init="12_stage3_lora", train_manifests=["source_train"], eval_manifests=["a", "b"])
     assert setup.train_manifests == ("source_train",) and setup.eval_manifests == ("a", "b")
     assert StageSetup(stage=1, encoder="e", llm="l").train_manifests == ("source_train", "multilingual_train")
@@ -215,6 +254,10 @@ def test_stage_setup_takes_lists_of_manifests_and_refuses_a_bare_string_or_an_em
             StageSetup(stage=3, init="12_stage3_lora", train_manifests=bad)
     with pytest.raises(ValueError, match="eval_manifests must be a non-empty list of names"):
         StageSetup(stage=3, init="12_stage3_lora", eval_manifests="source_dev")
+    assert StageSetup(stage=3, init="x", extra_tokens=[]).extra_tokens == ()  # no method's tokens
+    assert StageSetup(stage=3, init="x", extra_tokens=["<a>", "<b>"]).extra_tokens == ("<a>", "<b>")
+    with pytest.raises(ValueError, match="extra_tokens must be a non-empty list of names"):
+        StageSetup(stage=3, init="x", extra_tokens="<a>")
 
 
 def test_a_pattern_that_matches_nothing_warns_and_the_trainable_share_is_reported(model):
@@ -300,7 +343,8 @@ def test_stage_2_saves_the_kit_token_rows_not_the_embedding_matrix_and_reloads_t
     model.save(tmp_path)
     stored = load_file(str(tmp_path / "trained.safetensors"))
     assert not any(name.endswith("embed_tokens.weight") or name.endswith("lm_head.weight") for name in stored)
-    assert all(tensor.shape[0] == len(KIT_TOKENS) for name, tensor in stored.items() if "trainable_tokens" in name)
+    assert all(tensor.shape[0] == len(model.config.tokens)
+               for name, tensor in stored.items() if "trainable_tokens" in name)
     loaded = SpeechLLM.load(tmp_path)
     torch.testing.assert_close(loaded.loss(batch, STAGES[2])[0], before)
     ids = model.tokenizer.convert_tokens_to_ids(["<transcribe>", "the"])
@@ -324,7 +368,7 @@ def test_token_rows_are_merged_outside_training_and_give_the_same_outputs(model,
     assert not any(layer.merged for layer in layers)
     torch.manual_seed(0)
     unmerged = model.llm.base_model.embed_tokens(torch.tensor([[1, 2, 3]])).detach()
-    ids = torch.tensor(model.tokenizer.convert_tokens_to_ids(list(KIT_TOKENS[:3])))
+    ids = torch.tensor(model.tokenizer.convert_tokens_to_ids(list(model.config.tokens[:3])))
     learning = model.llm.get_input_embeddings()(ids).detach()
     model.eval()
     assert all(layer.merged for layer in layers)

@@ -1,14 +1,14 @@
-"""The speech-LLM stage notebook's library side: stage 3 against Whisper, and which curve a stage shows."""
+"""Seewo's stages 1-3 in the library: stage 3 against Whisper, which curve a stage shows, the model's tokens."""
 
+import pytest
 import torch
 
 from speechkit.data.manifest import read_manifest
 from speechkit.engine.decoding import DecodingConfig
-from speechkit.engine.recipes import StageSetup
 from speechkit.engine.training import LOG_FILE
 from speechkit.models.speech_llm import SpeechLLM, SpeechLLMConfig
 from speechkit.slam_asr.claims import STAGE3_MINUS_WHISPER
-from speechkit.slam_asr.stages import stage_curve, compare_with_whisper
+from speechkit.slam_asr.stages import StageSetup, build, compare_with_whisper, stage_curve
 
 
 def test_with_an_evaluation_limit_both_systems_are_scored_on_the_same_utterances(tiny_checkpoints, smoke_benchmark):
@@ -39,3 +39,13 @@ def test_a_stage_that_trains_no_steps_shows_the_curve_its_init_was_trained_with(
     own.mkdir(parents=True)
     (own / LOG_FILE).write_text("step,loss\n1,1.0\n")
     assert stage_curve(setup, own, out / "12_stage3_lora") == own / LOG_FILE
+
+
+def test_a_later_stage_keeps_the_tokens_stage_1_built_the_model_with(tiny_checkpoints, tmp_path):
+    whisper, llm = tiny_checkpoints
+    config = SpeechLLMConfig(str(whisper), str(llm), projector_hidden=16, extra_tokens=("<a>",))
+    SpeechLLM.from_pretrained_parts(config).save(tmp_path / "stage1")
+    assert build(StageSetup(stage=2, init=str(tmp_path / "stage1"), extra_tokens=["<a>"]), tmp_path).config == config
+    assert build(StageSetup(stage=2, init=str(tmp_path / "stage1")), tmp_path).config.extra_tokens == ("<a>",)
+    with pytest.raises(ValueError, match=r"built with extra_tokens \['<a>'\], not \['<b>'\]: a model's tokens"):
+        build(StageSetup(stage=2, init=str(tmp_path / "stage1"), extra_tokens=["<b>"]), tmp_path)

@@ -54,5 +54,5 @@ def group_name(manifest: str, language: str) -> str:
 
 
 def points(before: float, after: float) -> str:
-    """A paper's two rates and their difference, as its claims quote them: "24.32% -> 18.99% (-5.33 points)"."""
+    """A paper's two rates and their difference, as its claims quote them: "20.00% -> 17.50% (-2.50 points)"."""
     return f"{before:.2%} -> {after:.2%} ({100 * (after - before):+.2f} points)"

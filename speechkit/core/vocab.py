@@ -6,8 +6,8 @@ from __future__ import annotations
 
 # MLC-SLM's eleven languages: every tokenizer knows their tags, whatever the data has.
 LANGUAGES = ("en", "fr", "de", "it", "pt", "es", "ja", "ko", "ru", "th", "vi")
-SPEECH_TOKENS = ("<speech>", "</speech>", "<transcribe>", "</transcribe>", "<think>", "</think>",
-                 "<internal>", "<external>", "<rewrite>")
+# the tags of the tagged output; a method's own tokens live in its paper package (`SpeechLLMConfig.extra_tokens`)
+SPEECH_TOKENS = ("<speech>", "</speech>", "<transcribe>", "</transcribe>")
 AUDIO_PLACEHOLDER = "<audio>"  # replaced by the projected audio embeddings
 LANGUAGE_TOKENS = tuple(f"<LANG_{language}>" for language in LANGUAGES)
 

@@ -35,7 +35,7 @@ def causal_lm_log_probs(llm: torch.nn.Module, prompt_embeds: torch.Tensor, promp
 @dataclass
 class SpeechLLMPolicy:
     """Prompts are `speech_llm.Example`s (audio, language, optional context); completions are the raw generated
-    text, special tokens kept (CoT rewards read the <think> and <transcribe> spans)."""
+    text, special tokens kept (a reward may read the tagged spans)."""
     stage: Stage
 
     def sample(self, model: SpeechLLM, prompts: Sequence[Example], config: GRPOConfig) -> Rollout:

@@ -51,7 +51,6 @@ LORA_TARGETS = r".*(llm|encoder).*\.(q_proj|k_proj|v_proj|o_proj|out_proj)$"
 LLM_LORA_TARGETS = r".*llm.*\.(q_proj|k_proj|v_proj|o_proj)$"  # the LLM's only: the encoder stays frozen (cacheable)
 # The LLM's input embeddings and LM head, whose rows for the kit's own tokens train (peft TrainableTokens)
 TOKEN_ROW_TARGETS = r"llm\.(.*\.)?(embed_tokens|lm_head)"
-KIT_TOKENS = (AUDIO_PLACEHOLDER, *SPEECH_TOKENS, *LANGUAGE_TOKENS)
 CTC_TEMPERATURE = 0.05  # the embedding CTC's cosine similarities / this: logits within +-20
 
 
@@ -68,8 +67,8 @@ class Stage:
     token_rows: bool = False
     output_format: str = "plain"       # "plain": the transcript; "tagged": <LANG_xx> <transcribe> ... </transcribe>
     language_prompts: bool = False     # the prompt in the utterance's language instead of English
-    think_weight: float = 1.0          # loss weight of <think> ... </think> tokens (prompt-loss weighting)
-    action_weight: float = 1.0         # loss weight of a routing token (<internal>, <external>, <rewrite>)
+    # loss weights of the target spans methods add, by their TargetSpan.weight name (1.0 for a name not given)
+    span_weights: dict[str, float] = field(default_factory=dict)
     # auxiliary CTC loss on the projector's output, scored against the LLM's own embedding table (0: none): the
     # audio embeddings are pushed towards the embeddings of the words said, which the LLM already reads
     ctc_weight: float = 0.0
@@ -84,15 +83,19 @@ class Stage:
             raise ValueError(f"output_format must be 'plain' or 'tagged', not {self.output_format!r}")
         for pattern in self.train:
             re.compile(pattern)
+        if any(weight < 0 for weight in self.span_weights.values()):
+            raise ValueError(f"span weights must be >= 0: {self.span_weights}")
+
+    def span_weight(self, name: str) -> float:
+        return self.span_weights.get(name, 1.0)
 
 
-# The paper's stages: 1-3 transcription, 4 chain-of-thought self-correction.
+# The speech LLM's transcription stages (SLAM-ASR's, as the kit's published checkpoints were trained): every method
+# starts from stage 3's format (LoRA, tagged output, prompts in the utterance's language).
 STAGES = {
     1: Stage("projector", train=(r"^projector\.",)),
     2: Stage("special tokens", train=(r"^projector\.",), token_rows=True, output_format="tagged"),
     3: Stage("lora", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
-    # CoT SFT and RLVR keep stage 3's adapters and format; the <think> weight is set per step (`cot.train_cot`)
-    4: Stage("cot", train=(r"^projector\.",), lora_rank=16, output_format="tagged", language_prompts=True),
 }
 
 
@@ -113,12 +116,24 @@ class SpeechLLMConfig:
     lora_targets: str = LORA_TARGETS
     token_rows: bool = False           # the kit's token rows of embeddings and LM head are trainable (stage 2 on)
     stages: tuple[str, ...] = field(default=())
+    # tokens methods write beside the kit's own (e.g. CoT's): added to the tokenizer and trained with the kit's rows
+    # (their order fixes the rows' order, so it is part of a saved model)
+    extra_tokens: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.projector not in ("conv", "stack") or self.downsample < 1:
             raise ValueError(f"projector must be 'conv' or 'stack' with downsample >= 1: {self}")
         if self.template != CHAT_TEMPLATE and ("{speech}" not in self.template or "{prompt}" not in self.template):
             raise ValueError(f"the template needs {{speech}} and {{prompt}} fields, or is {CHAT_TEMPLATE!r}")
+        kit = {AUDIO_PLACEHOLDER, *SPEECH_TOKENS, *LANGUAGE_TOKENS}
+        if len(set(self.extra_tokens)) < len(self.extra_tokens) or kit & set(self.extra_tokens):
+            raise ValueError(f"extra_tokens must be distinct and not the kit's own: {self.extra_tokens}")
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The special tokens the model adds to its LLM, in the order of their rows (the extra tokens between the
+        speech tags and the language tags: the published checkpoints' order)."""
+        return (AUDIO_PLACEHOLDER, *SPEECH_TOKENS, *self.extra_tokens, *LANGUAGE_TOKENS)
 
 
 class Projector(nn.Module):
@@ -157,14 +172,22 @@ class Projector(nn.Module):
 
 
 @dataclass(frozen=True)
+class TargetSpan:
+    """Target text a method adds to the tagged transcript (e.g. a CoT reasoning span, a routing decision), weighted in
+    the loss by `Stage.span_weight(weight)`."""
+    text: str
+    weight: str                        # the name its loss weight goes by in `Stage.span_weights`
+    first: bool = False                # before the language tag (the first generated token), else right after it
+
+
+@dataclass(frozen=True)
 class Example:
     """One utterance as the model sees it in training or decoding."""
     audio: np.ndarray
     language: str
     target: str | None = None          # the transcript (training) or None (decoding)
-    think: str | None = None           # optional reasoning placed in <think> ... </think> before the transcript
     context: str | None = None         # optional text placed before the prompt (e.g. previous utterances)
-    action: str | None = None          # optional routing token emitted first: "internal", "external" or "rewrite"
+    spans: tuple[TargetSpan, ...] = ()  # target text a method adds around the transcript (tagged output only)
     frames: np.ndarray | None = None   # the frozen encoder's output for `audio` [frames, d_model], if cached
 
 
@@ -190,7 +213,7 @@ class SpeechLLM(nn.Module):
         whisper = WhisperASR.from_pretrained(encoder, dtype=dtype)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(llm_path)
-        missing = [t for t in KIT_TOKENS if t not in tokenizer.get_vocab()]
+        missing = [t for t in config.tokens if t not in tokenizer.get_vocab()]
         if missing:  # a real chat LLM: add the tokens and rows for them (learnt in stage 2)
             tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
             # the model's own seeded init for the new rows: mean resizing samples from the embeddings' covariance,
@@ -210,7 +233,7 @@ class SpeechLLM(nn.Module):
             # matrix outside training (one shared matrix would take the second merge's rows for both)
             output.weight = nn.Parameter(output.weight.detach().clone(), requires_grad=False)
             self.llm.config.tie_word_embeddings = False
-        ids = self.tokenizer.convert_tokens_to_ids(list(KIT_TOKENS))
+        ids = self.tokenizer.convert_tokens_to_ids(list(self.config.tokens))
         self._inject(TrainableTokensConfig(token_indices=ids, target_modules=TOKEN_ROW_TARGETS), "token_rows")
 
     def train(self, mode: bool = True) -> "SpeechLLM":
@@ -237,6 +260,15 @@ class SpeechLLM(nn.Module):
         with warnings.catch_warnings():  # peft warns that a second kind joins the first: that is the intent
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             inject_adapter_in_model(config, self, adapter_name=name)
+
+    def require_tokens(self, tokens: Sequence[str], method: str) -> None:
+        """A clear error before `method` trains or decodes with tokens this model was built without (they would be
+        split into ordinary text pieces and their meaning lost)."""
+        missing = [t for t in tokens if t not in self.config.tokens]
+        if missing:
+            raise ValueError(f"{method} writes {', '.join(missing)}, which this speech LLM was built without: build "
+                             "it with SpeechLLMConfig(extra_tokens=...) naming them (the kit's published "
+                             "checkpoints have them)")
 
     def start_stage(self, stage: Stage) -> dict[str, int]:
         """Freeze everything but what `stage` trains (adding LoRA adapters if it asks); returns parameter counts."""
@@ -302,12 +334,10 @@ class SpeechLLM(nn.Module):
         eos = self.tokenizer.eos_token
         if stage.output_format == "plain":
             return [(f" {example.target}{eos}", 1.0)]
-        # the routing token first and without a leading space: the first generated token is the decision itself
-        spans = [(f"<{example.action}>", stage.action_weight)] if example.action is not None else []
-        spans.append((f" <LANG_{example.language}>", 1.0))
-        if example.think is not None:
-            spans.append((f" <think> {example.think} </think>", stage.think_weight))
-        return spans + [(f" <transcribe> {example.target} </transcribe>{eos}", 1.0)]
+        first = [(s.text, stage.span_weight(s.weight)) for s in example.spans if s.first]
+        after = [(s.text, stage.span_weight(s.weight)) for s in example.spans if not s.first]
+        return [*first, (f" <LANG_{example.language}>", 1.0), *after,
+                (f" <transcribe> {example.target} </transcribe>{eos}", 1.0)]
 
     @property
     def encoder_frozen(self) -> bool:

@@ -22,10 +22,11 @@ from pathlib import Path
 from accelerate import PartialState
 
 from speechkit.core.results import REPO_ROOT, from_params, repo_path
-from speechkit.engine.recipes import CHECKPOINT, StageSetup, build, train_stage
+from speechkit.engine.recipes import CHECKPOINT
 from speechkit.engine.training import TrainConfig, TrainLog
 from speechkit.models.device import default_device
 from speechkit.pipeline.stages import ParameterError, apply_overrides, declared_parameters, discover, select, validate
+from speechkit.slam_asr.stages import StageSetup, build, train_stage
 
 NOTEBOOK = "10_speech_llm"  # the stage notebook whose training this runs (Seewo's stages 1-3)
 

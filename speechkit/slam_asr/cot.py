@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,12 @@ from speechkit.engine.policies import SpeechLLMPolicy
 from speechkit.engine.recipes import fine_tune
 from speechkit.engine.training import TrainConfig, TrainLog, shuffled_batches, train
 from speechkit.metrics.scoring import aligned_units, utterance_errors
-from speechkit.models.speech_llm import Example, SpeechLLM, Stage
+from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, Stage, TargetSpan
 
+THINK_TOKENS = ("<think>", "</think>")  # the CoT model's own tokens (`SpeechLLMConfig.extra_tokens`)
+THINK = "think"  # the <think> span's name for its loss weight (`Stage.span_weights`; logged as think_weight)
+# Stage 4, CoT SFT and RLVR: stage 3's adapters and format; the <think> span's weight is set per step (`train_cot`)
+COT_TRAINING = replace(STAGES[3], name="cot")
 KINDS = ("substitution", "deletion", "insertion")
 _OPERATION = {"substitute": "substitution", "delete": "deletion", "insert": "insertion"}
 NO_ERROR = "and it sounds right"
@@ -273,18 +277,24 @@ def cot_think(utterance: Utterance, hypothesis: str) -> str:
     return think_text(hypothesis, error_details(hypothesis, utterance.text, utterance.language))
 
 
+def think_span(think: str) -> TargetSpan:
+    """The reasoning between the language tag and the transcript."""
+    return TargetSpan(f" <think> {think} </think>", THINK)
+
+
 def train_cot(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], hypotheses: Sequence[str],
               data_dir: str | Path, config: TrainConfig, checkpoint: str | Path,
               schedule: PromptLossSchedule | None = None, batch_seconds: float = 60.0, max_batch: int = 16,
               progress: bool = True) -> TrainLog:
     """Stage 4: SFT on CoT targets. Without `schedule` every completion token weighs 1 (the standard loss); with it
     the <think> span weighs `schedule.weight(step)` (the prompt itself is never in the loss)."""
-    thinks = [cot_think(u, h) for u, h in zip(utterances, hypotheses, strict=True)]
+    model.require_tokens(THINK_TOKENS, "CoT SFT")
+    thinks = [think_span(cot_think(u, h)) for u, h in zip(utterances, hypotheses, strict=True)]
     return fine_tune(model, stage, utterances, data_dir, config, checkpoint,
                      example=lambda i, audio: Example(audio, utterances[i].language, utterances[i].text,
-                                                      think=thinks[i]),
+                                                      spans=(thinks[i],)),
                      batch_seconds=batch_seconds, max_batch=max_batch, progress=progress,
-                     weights=lambda step: {"think_weight": schedule.weight(step) if schedule else 1.0})
+                     weights=lambda step: {THINK: schedule.weight(step) if schedule else 1.0})
 
 
 def train_rlvr(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], first_pass: dict[str, str],
@@ -293,6 +303,7 @@ def train_rlvr(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], 
     """RLVR of the CoT model with Dr. GRPO: `config.prompts_per_step` utterances a step, in a seeded order per epoch;
     `first_pass` (utterance id -> the model's own stage-3 transcript) is what the constrained correction reward and
     the think similarity compare against. Saves the model to `checkpoint`."""
+    model.require_tokens(THINK_TOKENS, "RLVR of the CoT model")
     functions, weights = config.reward_functions()
     audio: dict[int, np.ndarray] = {}
 
@@ -322,6 +333,9 @@ class CoTTranscriber:
     stage: Stage
     decoding: DecodingConfig
     outputs: dict[str, CoTOutput] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.model.require_tokens(THINK_TOKENS, "a CoT model's decoding")
 
     def __call__(self, utterances, audios) -> list[str]:
         decoded = decode(self.model, [Example(a, u.language) for u, a in zip(utterances, audios, strict=True)],

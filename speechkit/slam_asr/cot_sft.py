@@ -18,7 +18,7 @@ from speechkit.engine.training import TrainConfig, TrainLog, training_metrics
 from speechkit.metrics.scoring import paired_difference
 from speechkit.models.speech_llm import STAGES, SpeechLLM
 from speechkit.slam_asr.claims import COT_HYPOTHESES
-from speechkit.slam_asr.cot import CoTDiagnosis, CoTTranscriber, PromptLossSchedule, diagnose, train_cot
+from speechkit.slam_asr.cot import COT_TRAINING, CoTDiagnosis, CoTTranscriber, PromptLossSchedule, diagnose, train_cot
 
 FIRST_PASS = "first_pass.jsonl"  # stage 3's N-best of the training utterances
 # each run's checkpoint folder: the PLW model is the stage's checkpoint (RLVR starts from it)
@@ -108,7 +108,7 @@ def train_and_score(config: CoTSFTConfig, name: str, first: FirstPass, data_dir:
     its parsed outputs are written beside the hypotheses."""
     if name not in RUNS:
         raise ValueError(f"unknown CoT run {name!r}; choose one of {', '.join(RUNS)}")
-    stage = STAGES[4]
+    stage = COT_TRAINING
     model = SpeechLLM.load(resolve_checkpoint(config.init, output_dir))
     model.start_stage(stage)
     log = train_cot(model, stage, first.utterances, first.hypotheses, data_dir, config.training,

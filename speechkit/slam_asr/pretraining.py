@@ -28,10 +28,10 @@ from speechkit.data.audio import load_utterance
 from speechkit.data.manifest import read_manifest
 from speechkit.engine.decoding import DecodingConfig
 from speechkit.engine.encoder_cache import EncoderCache
-from speechkit.engine.recipes import (CHECKPOINT, ENCODER_CACHE, StageSetup, build, evaluate_speech_llm, examples,
-                                      train_stage)
+from speechkit.engine.recipes import CHECKPOINT, examples
 from speechkit.engine.training import TrainConfig
 from speechkit.models.speech_llm import Example, SpeechLLM
+from speechkit.slam_asr.stages import ENCODER_CACHE, StageSetup, build, evaluate_speech_llm, train_stage
 
 CURVE_FILE = "proxy_curve.csv"
 

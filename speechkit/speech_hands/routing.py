@@ -38,15 +38,16 @@ from speechkit.engine.recipes import decode_all, fine_tune
 from speechkit.engine.training import TrainConfig, TrainLog, shuffled_batches, train
 from speechkit.metrics.scoring import paired_difference, utterance_errors
 from speechkit.models.lm import load_lm, target_loss
-from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, Stage
+from speechkit.models.speech_llm import STAGES, Example, SpeechLLM, Stage, TargetSpan
 from speechkit.speech_hands.claims import CASCADE_FIGURE, ROUTED_MINUS_BEST, best_single_figure
 
 ACTIONS = ("internal", "external", "rewrite")
+ROUTING_TOKENS = tuple(f"<{action}>" for action in ACTIONS)  # the router's own tokens (`SpeechLLMConfig.extra_tokens`)
 _ACTION = re.compile(r"<(internal|external|rewrite)>")
+ACTION = "action"  # the action token's name for its loss weight (`Stage.span_weights`)
 
-# Stage 3's configuration (LoRA, tagged output, language prompts) continued with the action token first; the
-# embeddings and LM head train too, since the action tokens are new to the LLM.
-# stage 3's adapters, plus the rows of the routing tokens (among the kit's tokens) in the embeddings and LM head
+# Stage 3's configuration (LoRA, tagged output, language prompts) continued with the action token first; the rows of
+# the kit's tokens (the routing tokens among them) in the embeddings and LM head train too, since those are new to it.
 ROUTING_STAGE = replace(STAGES[3], name="routing", token_rows=True)
 
 
@@ -86,7 +87,9 @@ class RoutingItem:
 
     def example(self, nbest: int, with_target: bool, audio: np.ndarray) -> Example:
         return Example(audio, self.utterance.language, self.utterance.text if with_target else None,
-                       context=hypotheses_text(self.external, nbest), action=self.label if with_target else None)
+                       context=hypotheses_text(self.external, nbest),
+                       # first and without a leading space: the first generated token is the decision itself
+                       spans=(TargetSpan(f"<{self.label}>", ACTION, first=True),) if with_target else ())
 
 
 def transcripts(model: SpeechLLM, stage: Stage, utterances: Sequence[Utterance], data_dir: str | Path,
@@ -120,6 +123,7 @@ def train_router(model: SpeechLLM, stage: Stage, items: Sequence[RoutingItem], d
                  train_config: TrainConfig, checkpoint: str | Path, nbest: int = 5, batch_seconds: float = 60.0,
                  max_batch: int = 16, progress: bool = True) -> TrainLog:
     """Fine-tune the speech LLM to emit the action token and the gold transcript; saves it to `checkpoint`."""
+    model.require_tokens(ROUTING_TOKENS, "routing")
     return fine_tune(model, stage, [item.utterance for item in items], data_dir, train_config, checkpoint,
                      example=lambda i, audio: items[i].example(nbest, True, audio), batch_seconds=batch_seconds,
                      max_batch=max_batch, progress=progress)
@@ -158,6 +162,7 @@ def route(model: SpeechLLM, stage: Stage, items: Sequence[RoutingItem], manifest
           nbest: int = 5, decoding: DecodingConfig | None = None, max_batch: int = 16,
           progress: bool = True) -> list[Decision]:
     """Decode each item with its external N-best in the prompt and apply the emitted action (in item order)."""
+    model.require_tokens(ROUTING_TOKENS, "routing")
     data_dir = Path(data_dir)
     decoded = decode_all(model, stage, [item.utterance.duration for item in items],
                          lambda i: items[i].example(nbest, False, load_utterance(items[i].utterance, data_dir)),

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from speechkit.engine.decoding import DecodingConfig
-from speechkit.engine.recipes import CHECKPOINT, StageSetup, build, evaluate_speech_llm, train_stage
+from speechkit.engine.recipes import CHECKPOINT
+from speechkit.slam_asr.stages import StageSetup, build, evaluate_speech_llm, train_stage
 from speechkit.engine.training import TrainConfig
 
 models, data, out = (Path(p) for p in sys.argv[1:4])
