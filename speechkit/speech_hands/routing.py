@@ -43,7 +43,7 @@ from speechkit.speech_hands.claims import CASCADE_FIGURE, ROUTED_MINUS_BEST, bes
 
 ACTIONS = ("internal", "external", "rewrite")
 ROUTING_TOKENS = tuple(f"<{action}>" for action in ACTIONS)  # the router's own tokens (`SpeechLLMConfig.extra_tokens`)
-_ACTION = re.compile(r"<(internal|external|rewrite)>")
+_ACTION = re.compile(f"<({'|'.join(ACTIONS)})>")  # the emitted routing token
 ACTION = "action"  # the action token's name for its loss weight (`Stage.span_weights`)
 
 # Stage 3's configuration (LoRA, tagged output, language prompts) continued with the action token first; the rows of
