@@ -10,7 +10,7 @@ import soundfile as sf
 
 from speechkit.core.results import from_params
 from speechkit.core.text import words
-from speechkit.data.benchmark import BenchmarkConfig, content_hash, generate
+from speechkit.data.benchmark import BenchmarkConfig, benchmark_metrics, content_hash, generate
 from speechkit.data.manifest import read_conversations, read_manifest
 from speechkit.data.synth import Augmentation, add_noise, augment, make_noise
 from speechkit.data.textgen import build_domains, entity_lexicon
@@ -30,6 +30,10 @@ def test_config_rejects_bad_values():
         BenchmarkConfig(workers=True)
     with pytest.raises(ValueError, match="snr_db_min"):
         BenchmarkConfig(snr_db_min=30.0)
+    with pytest.raises(ValueError, match="eval_conversation_turns_min must be at least 2"):
+        BenchmarkConfig(eval_conversation_turns_min=1)
+    with pytest.raises(ValueError, match="at most eval_conversation_turns_max"):
+        BenchmarkConfig(eval_conversation_turns_min=20, eval_conversation_turns_max=10)
 
 
 def test_from_params_takes_every_field_from_the_parameters_or_the_code():
@@ -122,6 +126,46 @@ def test_conversations_have_overlap_and_consistent_references(smoke_benchmark):
         assert diarization_error_rate(seglst, seglst).rate == 0.0
         rttm = (root / f"conversations_{split}.rttm").read_text().splitlines()
         assert len(rttm) == len(turns) and rttm[0].startswith(f"SPEAKER {conversation.id} 1 ")
+
+
+@pytest.mark.slow
+def test_longer_eval_conversations_leave_the_training_conversations_as_they_were(tmp_path):
+    """Dev and test conversations take their length from the config; the training ones (routing's and the context
+    study's training data) must not change with it."""
+    sizes = dict(source_train=1, source_dev=0, source_test=1, target_pool=0, target_dev=0, target_test=1,
+                 multilingual_train=0, multilingual_dev=0, multilingual_test=0, conversations_train=1,
+                 conversations_dev=0, conversations_test=1, workers=1)
+    short = generate(BenchmarkConfig(**sizes), tmp_path / "short", progress=False)
+    long = generate(BenchmarkConfig(**sizes, eval_conversation_turns_min=20, eval_conversation_turns_max=22),
+                    tmp_path / "long", progress=False)
+    turns = {name: read_manifest(tmp_path / name / "conversation_turns_test.jsonl") for name in ("short", "long")}
+    assert 6 <= len(turns["short"]) <= 14 and 20 <= len(turns["long"]) <= 22
+    assert len({t.text for t in turns["long"]}) == len(turns["long"])
+    [conversation] = read_conversations(tmp_path / "long/conversations_test.jsonl")
+    assert conversation.duration > 60.0  # a minute and more: what the diarization study needs
+    for name in ("conversation_turns_train.jsonl", "conversations_train.seglst.json",
+                 "audio/conversations_train/conversation_train-0000.wav"):
+        assert (tmp_path / "short" / name).read_bytes() == (tmp_path / "long" / name).read_bytes()
+    assert short["sha256"] != long["sha256"]
+
+
+def test_conversation_statistics_are_recorded_and_reported(smoke_benchmark):
+    root, record = smoke_benchmark
+    rows = {row["split"]: row for row in record["conversations"]}
+    assert set(rows) == {"train", "dev", "test"}
+    [conversation] = read_conversations(root / "conversations_test.jsonl")
+    turns = read_manifest(root / "conversation_turns_test.jsonl")
+    test = rows["test"]
+    assert test["conversations"] == 1 and test["minutes_max"] == round(conversation.duration / 60, 2)
+    assert test["turns_median"] == len(turns)
+    assert f"{len(conversation.speakers)}:1" in test["speakers"].split()
+    talking = np.zeros(int(conversation.duration * 1000) + 1, int)  # speakers at each millisecond
+    for t in turns:
+        talking[round(t.offset * 1000):round((t.offset + t.duration) * 1000)] += 1
+    assert test["overlap_rate"] == pytest.approx((talking > 1).sum() / (talking > 0).sum(), abs=0.002)
+    reported = {m.name: m.value for m in benchmark_metrics(record)}
+    assert reported["test conversations"] == 1
+    assert reported["test conversation minutes (median)"] == test["minutes_median"]
 
 
 def test_text_corpus_is_large_covers_every_domain_and_holds_no_spoken_sentence(smoke_benchmark):

@@ -7,16 +7,16 @@ import soundfile as sf
 
 from speechkit.data.audio import AudioError
 from speechkit.core.fileio import write_json
-from speechkit.data.manifest import SAMPLE_RATE, Conversation, write_manifest
+from speechkit.data.manifest import SAMPLE_RATE, Conversation, Hypothesis, write_manifest
 from speechkit.data.synth import Speaker, synthesize
 from speechkit.pipeline.claims import INCONCLUSIVE, REPRODUCED, judge
-from speechkit.slam_asr import diarization_claims
+from speechkit.slam_asr import diarization_claims, sd_asr
 from speechkit.slam_asr.diarization import (DiarizationConfig, ReferenceFormatError, SpeakerTurn, choose_threshold,
                                             cluster, diarize, diarize_audio, embed_speech, merge_turns,
                                             read_reference, score_diarization, speaker_count_accuracy, to_rttm)
 from speechkit.slam_asr.sd_asr import (Recordings, SDASRConfig, SegmentationResult, attributed_error_rate,
-                                       context_metrics, load_recordings, oracle_turns, segment_length_claim,
-                                       turn_audio, transcribe_turns)
+                                       context_metrics, context_study, load_recordings, oracle_turns,
+                                       segment_length_claim, turn_audio, transcribe_turns)
 
 SENTENCES = ("The committee met on Tuesday to discuss the budget for the school district.",
              "I think we should wait until the report is finished before we decide.",
@@ -116,6 +116,15 @@ def test_speaker_attributed_rates_of_oracle_turns(tmp_path, three_voices):
     perfect = transcribe_turns(lambda utterances, audios: [said[u.offset] for u in utterances], recordings,
                                oracle_turns(recordings))
     assert attributed_error_rate(reference, perfect, 5.0).rate == 0.0
+    decoded, known = [], {}  # a second segmentation with the same turns decodes nothing again
+
+    def counting(utterances, audios):
+        decoded.extend(u.offset for u in utterances)
+        return [said[u.offset] for u in utterances]
+
+    assert transcribe_turns(counting, recordings, oracle_turns(recordings), known=known) == perfect
+    assert transcribe_turns(counting, recordings, oracle_turns(recordings), known=known) == perfect
+    assert sorted(decoded) == sorted(said)
     swapped = [{**s, "speaker": "kal16"} if s["speaker"] == "awb" else s for s in perfect]
     cpwer = attributed_error_rate(reference, swapped, None)
     assert cpwer.rate > 0.2 and cpwer.counts.reference_length == sum(len(s["words"].split()) for s in reference)
@@ -184,3 +193,23 @@ def test_the_study_writes_the_claims_row_shorter_minus_longer_segments_and_the_c
     assert rows["tcpWER change, context own minus none"] == 0.0
     assert rows["tcpWER change, context oracle minus none"] < 0
     assert rows["speech LLM tcpWER 8 s segments, context: oracle"] == rates["8 s"].rate
+
+
+def test_the_context_study_scores_the_first_conversations_when_asked(monkeypatch):
+    truth = ["the budget was approved", "we meet again next week"]
+    reference = seglst("a", truth) + seglst("b", truth) + seglst("c", truth)
+    recordings = Recordings({s: np.zeros(8 * SAMPLE_RATE, np.float32) for s in "abc"}, reference)
+    turns = oracle_turns(recordings)
+    heard = []
+
+    def fake_decode(model, examples, stage, decoding):
+        heard.extend(examples)
+        return [[Hypothesis("the budget was approved", 0.0)] for _ in examples]
+
+    monkeypatch.setattr(sd_asr, "decode", fake_decode)
+    rates = context_study(None, recordings, turns, SDASRConfig(context_conversations=2))
+    assert len(heard) == 3 * 2 * len(truth)  # three modes, two conversations of two turns
+    assert rates["none"].counts.reference_length == 2 * sum(len(t.split()) for t in truth)
+    assert recordings.first(0).sessions == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="context_conversations must be >= 0"):
+        SDASRConfig(context_conversations=-1)

@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -129,6 +130,12 @@ def test_extra_tokens_get_rows_between_the_speech_and_language_tags_and_survive_
     model.save(tmp_path)
     loaded = SpeechLLM.load(tmp_path)
     assert loaded.config.extra_tokens == ("<yes>", "<no>")
+    saved = json.loads((tmp_path / "speech_llm.json").read_text())  # as a model saved before extra_tokens existed
+    (tmp_path / "speech_llm.json").write_text(json.dumps({**saved, "extra_tokens": []}))
+    count = len(loaded.config.tokens)
+    with pytest.raises(ValueError, match=f"weights hold {count} rows of kit tokens, its speech_llm.json names "
+                                         f"{count - 2} "):
+        SpeechLLM.load(tmp_path)
     ids = loaded.tokenizer.convert_tokens_to_ids(["<yes>", "<no>"])
     assert ids == model.tokenizer.convert_tokens_to_ids(["<yes>", "<no>"])
     torch.testing.assert_close(loaded.llm.get_input_embeddings()(torch.tensor(ids)),

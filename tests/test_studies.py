@@ -61,3 +61,22 @@ def test_context_holds_the_earlier_turns_the_mode_names_and_no_more_than_turns_b
             expected = {"none": [], "oracle": [text[t.id] for t in earlier],
                         "own": [f"own {t.id}" for t in earlier]}[mode]
             assert seen[turn.id] == context_text(expected)
+
+
+def test_context_evaluation_on_the_first_conversations_only(smoke_benchmark, monkeypatch):
+    root, _ = smoke_benchmark
+    turns = [t for split in ("dev", "test") for t in read_manifest(root / f"conversation_turns_{split}.jsonl")]
+    decoded = []
+
+    def fake_decode(model, examples, stage, decoding):
+        decoded.extend(examples)
+        return [[Hypothesis("", 0.0)] for _ in examples]
+
+    monkeypatch.setattr(studies, "read_manifest", lambda path: turns)  # two conversations in one manifest
+    monkeypatch.setattr(studies, "load_utterance", lambda turn, root: np.zeros(1, np.float32))
+    monkeypatch.setattr(studies, "decode", fake_decode)
+    first = min(t.conversation for t in turns)
+    evaluate_with_context(None, CONTEXT_STAGE, root, "both", 2, "none", DecodingConfig(), limit=1)
+    assert len(decoded) == sum(t.conversation == first for t in turns) < len(turns)
+    with pytest.raises(ValueError, match="number of conversations"):
+        evaluate_with_context(None, CONTEXT_STAGE, root, "both", 2, "none", DecodingConfig(), limit=-1)

@@ -39,7 +39,8 @@ from speechkit.core.results import Metric
 from speechkit.core.text import normaliser_for, words
 from speechkit.data import corpora
 from speechkit.data.audio import peak_normalise, write_audio, write_wav
-from speechkit.data.manifest import SAMPLE_RATE, Context, Conversation, Utterance, read_manifest, write_manifest
+from speechkit.data.manifest import (SAMPLE_RATE, Context, Conversation, Utterance, read_conversations, read_manifest,
+                                     write_manifest)
 from speechkit.data.synth import (Speaker, add_noise, augment, check_engines, draw_augmentation, make_noise,
                                   make_speakers, synthesize)
 from speechkit.data.textgen import (MULTILINGUAL, TARGET_DOMAINS, Domain, Sentence, SentencePool, build_domains,
@@ -48,7 +49,7 @@ from speechkit.data.textgen import (MULTILINGUAL, TARGET_DOMAINS, Domain, Senten
 SPLITS_WITH_TEXT = ("train", "dev", "test")
 AUDIO_FORMATS = ("wav", "flac")
 PARTIAL_CONFIG = ".config.json"  # in `<root>.partial`: the configuration whose audio is there (resume only if equal)
-MAX_TURNS = 14  # turns per conversation (at least 6)
+TRAIN_CONVERSATION_TURNS = (6, 14)  # turns per training conversation (what routing and the context study train on)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class BenchmarkConfig:
     conversations_train: int = 1
     conversations_dev: int = 1
     conversations_test: int = 1
+    eval_conversation_turns_min: int = 6   # turns per dev/test conversation (about 5 s each with its gap)
+    eval_conversation_turns_max: int = 14
     train_speakers: int = 40         # per language; dev/test speakers are different people
     eval_speakers: int = 12
     # English voices (measured Whisper tiny.en WER on Brown sentences: hibari 4.8%, Piper 7.7%, flite 9-19%,
@@ -100,6 +103,10 @@ class BenchmarkConfig:
             raise ValueError("hibari_share + piper_share + flite_share exceed 1 (espeak-ng speaks the rest)")
         if self.audio_format not in AUDIO_FORMATS:
             raise ValueError(f"audio_format must be one of {AUDIO_FORMATS}, not {self.audio_format!r}")
+        if not 2 <= self.eval_conversation_turns_min <= self.eval_conversation_turns_max:
+            raise ValueError("eval_conversation_turns_min must be at least 2 (a conversation has two speakers) and "
+                             f"at most eval_conversation_turns_max, got {self.eval_conversation_turns_min} and "
+                             f"{self.eval_conversation_turns_max}")
         if self.snr_db_min > self.snr_db_max:
             raise ValueError(f"snr_db_min ({self.snr_db_min}) exceeds snr_db_max ({self.snr_db_max})")
 
@@ -162,6 +169,7 @@ def generate(config: BenchmarkConfig, root: str | Path, progress: bool = True) -
     record = {
         "config": dataclasses.asdict(config),
         "statistics": [dataclasses.asdict(row) for row in statistics(root)],
+        "conversations": [dataclasses.asdict(row) for row in conversation_statistics(root)],
         "entity_oov_rate": entity_oov_rate(root),
         "text_corpus_words": corpus_words,
         "text_sources": corpora.sources(),
@@ -194,6 +202,10 @@ def benchmark_metrics(record: dict) -> list[Metric]:
         Metric("entity OOV rate (target dev/test)", record["entity_oov_rate"], unit="rate"),
         Metric("text corpus words", record["text_corpus_words"], unit="count"),
         Metric("generation time", record["generation_seconds"], unit="s"),
+        *(metric for row in record["conversations"] if row["split"] == "test" for metric in (
+            Metric("test conversations", row["conversations"], unit="count"),
+            Metric("test conversation minutes (median)", row["minutes_median"], unit="min"),
+            Metric("test conversations' overlapped speech", row["overlap_rate"], unit="rate"))),
     ]
 
 
@@ -301,20 +313,23 @@ def _distinct_voices(pool: list[Speaker], rng: np.random.Generator) -> list[Spea
 
 def _plan_conversations(config: BenchmarkConfig, domains: dict[str, Domain | SentencePool],
                         speakers: dict[tuple[str, str], list[Speaker]]) -> list[tuple[Conversation, list[_Job]]]:
-    """Conversations of 2-4 speakers, 6-14 turns; turn timing is decided when mixing, once durations are known."""
+    """Conversations of 2-4 speakers (6-14 turns in training, the configured range in dev and test); turn timing is
+    decided when mixing, once durations are known."""
     planned = []
     for split in SPLITS_WITH_TEXT:
+        fewest, most = TRAIN_CONVERSATION_TURNS if split == "train" else (config.eval_conversation_turns_min,
+                                                                          config.eval_conversation_turns_max)
         for index in range(getattr(config, f"conversations_{split}")):
             key = _key(config.seed, f"conversations_{split}", index)
             rng = np.random.default_rng(key)
             cast = _distinct_voices(speakers["en", "train" if split == "train" else "eval"], rng)
             cid = f"conversation_{split}-{index:04d}"
             turns, previous = [], None
-            for turn in range(int(rng.integers(6, MAX_TURNS + 1))):
+            for turn in range(int(rng.integers(fewest, most + 1))):
                 speaker = rng.choice([s for s in cast if s is not previous])
                 previous = speaker
                 uid = f"{cid}-{turn:02d}"
-                sentence = domains["general"].sentence(f"conversations_{split}", index * MAX_TURNS + turn)
+                sentence = domains["general"].sentence(f"conversations_{split}", index * most + turn)
                 utterance = _utterance(uid, f"audio/conversations_{split}/{cid}.wav", sentence,
                                        domains["general"], speaker, split, "conversation", config, rng,
                                        conversation=cid, turn=turn)
@@ -542,6 +557,43 @@ def statistics(root: str | Path) -> list[SplitStats]:
                                len({u.speaker for u in utterances}),
                                ",".join(sorted({u.language for u in utterances})), len(vocabulary), len(entity),
                                None if oov is None else round(oov, 4)))
+    return rows
+
+
+@dataclass(frozen=True)
+class ConversationStats:
+    split: str
+    conversations: int
+    minutes_min: float
+    minutes_median: float
+    minutes_max: float
+    speakers: str              # how many conversations have 2, 3 and 4 speakers ("2:11 3:10 4:9")
+    turns_median: float
+    overlap_rate: float        # share of the speech time in which two or more people talk
+
+
+def conversation_statistics(root: str | Path) -> list[ConversationStats]:
+    """One row per conversation split: length, speakers, turns and overlapped speech (pyannote.core's timelines)."""
+    from pyannote.core import Annotation, Segment
+
+    root = Path(root)
+    rows = []
+    for split in SPLITS_WITH_TEXT:
+        conversations = read_conversations(root / f"conversations_{split}.jsonl")
+        if not conversations:
+            continue
+        annotations = {c.id: Annotation(uri=c.id) for c in conversations}
+        for t in read_manifest(root / f"conversation_turns_{split}.jsonl", check_audio=False):
+            annotations[t.conversation][Segment(t.offset, t.offset + t.duration), t.id] = t.speaker
+        speech = sum(a.get_timeline().support().duration() for a in annotations.values())
+        overlap = sum(a.get_overlap().duration() for a in annotations.values())
+        minutes = np.array([c.duration for c in conversations]) / 60
+        cast = np.bincount([len(c.speakers) for c in conversations], minlength=5)
+        rows.append(ConversationStats(split, len(conversations), round(float(minutes.min()), 2),
+                                      round(float(np.median(minutes)), 2), round(float(minutes.max()), 2),
+                                      " ".join(f"{n}:{cast[n]}" for n in (2, 3, 4)),
+                                      float(np.median([len(a) for a in annotations.values()])),
+                                      round(overlap / speech, 4) if speech else 0.0))
     return rows
 
 

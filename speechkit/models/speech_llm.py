@@ -313,6 +313,12 @@ class SpeechLLM(nn.Module):
         if (path / "tokenizer_config.json").is_file():  # else the LLM's own with the kit's tokens, as built above
             model.tokenizer = AutoTokenizer.from_pretrained(path)
         weights = load_file(str(path / WEIGHTS_FILE))
+        rows = {tensor.shape[0] for name, tensor in weights.items() if name.endswith("token_rows")}
+        if rows and rows != {len(config.tokens)}:
+            raise ValueError(f"{path}: its weights hold {rows.pop()} rows of kit tokens, its {CONFIG_FILE} names "
+                             f"{len(config.tokens)} ({', '.join(config.tokens)}); a model saved before b0fca38 had the "
+                             "CoT and routing tags without listing them: set its extra_tokens to "
+                             "speechkit.slam_asr.cot.THINK_TOKENS + speechkit.speech_hands.routing.ROUTING_TOKENS")
         unexpected = model.load_state_dict(weights, strict=False).unexpected_keys
         if unexpected:
             raise ValueError(f"{path}: weights for parameters the model does not have: {unexpected[:5]}")

@@ -55,6 +55,7 @@ class SDASRConfig:
     whisper: str = "pkg:whisper-tiny.en"
     speech_llm: str = "published:stage3"     # the kit's pretrained stage 3, a stage of this run, or a path
     context_llm: str = "14_context"          # the model fine-tuned with context prompts ("": no context study)
+    context_conversations: int = 0           # the context study on the first conversations scored (0: all)
     turns_back: int = 2
     max_batch: int = 8
     max_new_tokens: int = 100
@@ -66,8 +67,8 @@ class SDASRConfig:
             raise ValueError(f"segment_limits must be positive seconds, not {self.segment_limits}")
         if self.eval_split == self.tune_split:
             raise ValueError("the threshold is chosen on other conversations than the scored ones")
-        if self.turns_back < 0 or self.max_batch < 1 or self.conversation_limit < 0:
-            raise ValueError("turns_back and conversation_limit must be >= 0, max_batch >= 1")
+        if min(self.turns_back, self.conversation_limit, self.context_conversations) < 0 or self.max_batch < 1:
+            raise ValueError("turns_back, conversation_limit and context_conversations must be >= 0, max_batch >= 1")
         self.diarization(self.segment_limits[0])  # checks the diarization settings too
 
     def diarization(self, max_segment_seconds: float, threshold: float = 0.3) -> DiarizationConfig:
@@ -88,6 +89,11 @@ class Recordings:
     @property
     def sessions(self) -> list[str]:
         return list(self.audio)
+
+    def first(self, count: int) -> Recordings:
+        """The first `count` conversations (all of them if `count` is 0)."""
+        kept = self.sessions[:count] if count else self.sessions
+        return Recordings({s: self.audio[s] for s in kept}, [r for r in self.reference if r["session_id"] in kept])
 
 
 def load_recordings(data_dir: str | Path, split: str, limit: int = 0) -> Recordings:
@@ -114,15 +120,21 @@ def turn_audio(audio: np.ndarray, turn: SpeakerTurn) -> np.ndarray:
 
 
 def transcribe_turns(transcriber: Transcriber, recordings: Recordings, turns: dict[str, list[SpeakerTurn]],
-                     max_batch: int = 8) -> list[dict]:
-    """Every turn transcribed (length-sorted batches): the hypothesis as SegLST."""
+                     max_batch: int = 8, known: dict[tuple[str, float, float], str] | None = None) -> list[dict]:
+    """Every turn transcribed (length-sorted batches): the hypothesis as SegLST. A turn whose audio (session, start,
+    end) is in `known` is not decoded again - segmentations under different limits share most turns - and the new
+    ones are added to it."""
+    known = {} if known is None else known
     flat = [turn for session in recordings.sessions for turn in turns[session]]
-    utterances = [Utterance(f"{t.session}-{i:04d}", t.session, round(min(t.duration, MAX_DURATION), 3), "en", "", "",
-                            "", offset=t.start) for i, t in enumerate(flat)]
-    by_id = {u.id: t for u, t in zip(utterances, flat, strict=True)}
-    texts = transcribe_all(transcriber, utterances, lambda u: turn_audio(recordings.audio[u.audio], by_id[u.id]),
+    new = list(dict.fromkeys((t.session, t.start, t.end) for t in flat if (t.session, t.start, t.end) not in known))
+    utterances = [Utterance(f"{session}-{i:04d}", session, round(min(end - start, MAX_DURATION), 3), "en", "", "", "",
+                            offset=start) for i, (session, start, end) in enumerate(new)]
+    bounds = {u.id: SpeakerTurn(session, "", start, end)
+              for u, (session, start, end) in zip(utterances, new, strict=True)}
+    texts = transcribe_all(transcriber, utterances, lambda u: turn_audio(recordings.audio[u.audio], bounds[u.id]),
                            max_batch=max_batch)
-    return [t.seglst(text) for t, text in zip(flat, texts, strict=True)]
+    known.update(zip(new, texts, strict=True))
+    return [t.seglst(known[t.session, t.start, t.end]) for t in flat]
 
 
 def transcribe_with_context(model: SpeechLLM, recordings: Recordings, turns: dict[str, list[SpeakerTurn]],
@@ -203,7 +215,7 @@ def tune_threshold(config: SDASRConfig, data_dir: str | Path) -> tuple[float, di
 def segmentation_study(config: SDASRConfig, recordings: Recordings, transcribers: dict[str, Transcriber],
                        threshold: float) -> list[SegmentationResult]:
     """Each maximum turn length, then oracle segmentation: diarization scored, each system's transcripts scored."""
-    results = []
+    results, known = [], {system: {} for system in transcribers}
     for limit in (*config.segment_limits, ORACLE):
         if limit == ORACLE:
             turns, scores = oracle_turns(recordings), (None, None, None)
@@ -215,7 +227,7 @@ def segmentation_study(config: SDASRConfig, recordings: Recordings, transcribers
                       speaker_count_accuracy(recordings.reference, diarizations))
         result = SegmentationResult(segmentation_name(limit), turns, *scores)
         for system, transcriber in transcribers.items():
-            hypothesis = transcribe_turns(transcriber, recordings, turns, config.max_batch)
+            hypothesis = transcribe_turns(transcriber, recordings, turns, config.max_batch, known[system])
             result.hypotheses[system] = hypothesis
             result.tcpwer[system] = attributed_error_rate(recordings.reference, hypothesis, config.tcp_collar)
             result.cpwer[system] = attributed_error_rate(recordings.reference, hypothesis, None)
@@ -257,7 +269,9 @@ def segment_length_claim(results: Sequence[SegmentationResult], split: str) -> l
 
 def context_study(model: SpeechLLM, recordings: Recordings, turns: dict[str, list[SpeakerTurn]],
                   config: SDASRConfig) -> dict[str, ErrorRate]:
-    """tcpWER of the speech LLM on the diarized turns under each context mode."""
+    """tcpWER of the speech LLM on the diarized turns under each context mode (on the first
+    `config.context_conversations` conversations if set)."""
+    recordings = recordings.first(config.context_conversations)
     decoding = DecodingConfig(max_new_tokens=config.max_new_tokens)
     return {mode: attributed_error_rate(recordings.reference,
                                         transcribe_with_context(model, recordings, turns, mode, config.turns_back,

@@ -119,14 +119,18 @@ def train_with_context(model: SpeechLLM, stage: Stage, data_dir: str | Path, man
 
 
 def evaluate_with_context(model: SpeechLLM, stage: Stage, data_dir: str | Path, manifest: str, turns_back: int,
-                          mode: str, decoding: DecodingConfig | None = None) -> ErrorRate:
+                          mode: str, decoding: DecodingConfig | None = None, limit: int = 0) -> ErrorRate:
     """WER on conversation turns with no context ("none"), the reference previous turns ("oracle": the paper's
-    upper bound), or the model's own previous hypotheses decoded in order ("own": the end-to-end setting)."""
+    upper bound), or the model's own previous hypotheses decoded in order ("own": the end-to-end setting); on the
+    first `limit` conversations (in id order) if `limit`."""
     if mode not in ("none", "oracle", "own"):
         raise ValueError(f"mode must be none, oracle or own, not {mode!r}")
+    if limit < 0:
+        raise ValueError(f"limit is a number of conversations (0: all), not {limit}")
     data_dir = Path(data_dir)
     decoding = decoding or DecodingConfig()
     conversations = list(_conversations(read_manifest(data_dir / f"{manifest}.jsonl")).values())
+    conversations = conversations[:limit] if limit else conversations
     hypotheses: dict[str, str] = {}
     for index in range(max(len(turns) for turns in conversations)):  # turn by turn, conversations batched
         batch = [turns for turns in conversations if len(turns) > index]
