@@ -205,6 +205,22 @@ def test_same_seed_same_benchmark_and_splits_independent_of_other_sizes(tmp_path
     assert different_seed["sha256"] != small["sha256"]
 
 
+def test_a_root_that_is_a_symbolic_link_is_regenerated_through_it(tmp_path):
+    tiny = dict(source_train=1, source_dev=0, source_test=1, target_pool=0, target_dev=0, target_test=1,
+                multilingual_train=0, multilingual_dev=0, multilingual_test=0, conversations_train=0,
+                conversations_dev=0, conversations_test=0, workers=1)
+    (tmp_path / "disk").mkdir()
+    generate(BenchmarkConfig(**tiny), tmp_path / "disk" / "default", progress=False)
+    link = tmp_path / "default"
+    link.symlink_to(tmp_path / "disk" / "default")
+    # a changed configuration used to fail renaming the finished benchmark onto the link (NotADirectoryError)
+    record = generate(BenchmarkConfig(**{**tiny, "source_test": 2}), link, progress=False)
+    assert link.is_symlink() and record["sha256"] == content_hash(tmp_path / "disk" / "default")
+    assert len(read_manifest(link / "source_test.jsonl")) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default", "disk"]
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["default"]
+
+
 def test_splits_share_no_sentence_and_sources_are_recorded(smoke_benchmark):
     root, record = smoke_benchmark
     texts = {name: {u.text for u in read_manifest(root / f"{name}.jsonl")} for name in SPLITS if "pool" not in name}

@@ -130,11 +130,12 @@ def generate(config: BenchmarkConfig, root: str | Path, progress: bool = True) -
     It is built in `<root>.partial` and moved into place only when complete, so an interrupted run leaves the
     previous benchmark (or nothing) at `root`, never a mixture. Rerun with the same configuration, it keeps the
     audio already written (there, or in the finished benchmark at `root`: each file is written atomically and its
-    content depends only on its seed) and synthesises the rest.
+    content depends only on its seed) and synthesises the rest. A `root` that is a symbolic link (data kept on
+    another disk) stays one: the benchmark is built beside, and moved into, the folder it points to.
     """
     check_engines()
     started = time.perf_counter()
-    final = Path(root)
+    final = Path(root).resolve()
     root = final.with_name(final.name + ".partial")
     resumable = {"config": {k: v for k, v in dataclasses.asdict(config).items() if k != "workers"},
                  "text_sources": corpora.sources()}
