@@ -128,6 +128,8 @@ def test_speaker_attributed_rates_of_oracle_turns(tmp_path, three_voices):
     swapped = [{**s, "speaker": "kal16"} if s["speaker"] == "awb" else s for s in perfect]
     cpwer = attributed_error_rate(reference, swapped, None)
     assert cpwer.rate > 0.2 and cpwer.counts.reference_length == sum(len(s["words"].split()) for s in reference)
+    unheard = attributed_error_rate(reference, [], 5.0)  # the VAD heard nobody: every word deleted, not a crash
+    assert unheard.rate == 1.0 and unheard.counts.deletions == cpwer.counts.reference_length
 
 
 def test_bad_audio_and_references_are_clear_errors(tmp_path):

@@ -89,6 +89,12 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
         speech_regions(np.zeros(SAMPLE_RATE, np.float32), max_segment_seconds=45)
     assert main(["transcribe", str(tmp_path / "missing.wav")]) == 2
     assert "no such recording" in capsys.readouterr().err
+    for folder in ("a", "b"):  # one stem twice: the second transcript would overwrite the first
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "talk.wav", np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    assert main(["transcribe", str(tmp_path / "a" / "talk.wav"), str(tmp_path / "b" / "talk.wav"),
+                 "--out", str(tmp_path)]) == 2
+    assert "would all be written to" in capsys.readouterr().err and not (tmp_path / "talk.jsonl").exists()
 
 
 def test_segments_are_written_as_jsonl_seglst_or_rttm(tmp_path):

@@ -6,6 +6,7 @@ Alignments come from jiwer; multi-speaker WERs from meeteval; DER from pyannote.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -253,12 +254,25 @@ def speaker_attributed_wer(reference: list[dict], hypothesis: list[dict], normal
     Segments are SegLST dicts (session_id, speaker, start_time, end_time, words), as `benchmark.to_seglst` writes.
     """
     import meeteval
-    ref, hyp = _seglst(reference, normaliser), _seglst(hypothesis, normaliser)
-    per_session = (meeteval.wer.cpwer(ref, hyp) if collar is None
-                   else meeteval.wer.tcpwer(ref, hyp, collar=collar))
-    total = meeteval.wer.combine_error_rates(per_session)
-    return SpeakerAttributedRate(float(total.error_rate), total.errors, total.length, total.substitutions,
-                                 total.deletions, total.insertions, total.missed_speaker, total.falarm_speaker)
+    # meeteval refuses a session the hypothesis lacks (a conversation where the VAD heard nobody): scored here, every
+    # reference word deleted and every speaker missed
+    heard = {s["session_id"] for s in hypothesis}
+    unheard = [s for s in reference if s["session_id"] not in heard]
+    unheard_words = sum(len(words(s["words"] or "", normaliser)) for s in unheard)
+    counts = Counter(errors=unheard_words, length=unheard_words, deletions=unheard_words,
+                     missed_speakers=len({(s["session_id"], s["speaker"]) for s in unheard}))
+    if heard:
+        ref = _seglst([s for s in reference if s["session_id"] in heard], normaliser)
+        hyp = _seglst(hypothesis, normaliser)
+        per_session = (meeteval.wer.cpwer(ref, hyp) if collar is None
+                       else meeteval.wer.tcpwer(ref, hyp, collar=collar))
+        total = meeteval.wer.combine_error_rates(per_session)
+        counts.update(errors=total.errors, length=total.length, substitutions=total.substitutions,
+                      deletions=total.deletions, insertions=total.insertions,
+                      missed_speakers=total.missed_speaker, false_alarm_speakers=total.falarm_speaker)
+    rate = counts["errors"] / counts["length"] if counts["length"] else float("inf") if counts["errors"] else 0.0
+    return SpeakerAttributedRate(rate, counts["errors"], counts["length"], counts["substitutions"], counts["deletions"],
+                                 counts["insertions"], counts["missed_speakers"], counts["false_alarm_speakers"])
 
 
 @dataclass(frozen=True)

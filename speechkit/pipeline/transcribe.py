@@ -44,10 +44,15 @@ def run(args: argparse.Namespace) -> int:
     missing = [path for path in args.recordings if not Path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"no such recording: {', '.join(missing)}")
+    targets = {path: Path(args.out) / f"{Path(path).stem}{suffix}" for path in args.recordings}
+    for target in set(targets.values()):
+        sharing = [path for path, other in targets.items() if other == target]
+        if len(sharing) > 1:  # the second transcript would overwrite the first
+            raise ValueError(f"{', '.join(sharing)} would all be written to {target}: transcribe them in separate "
+                             "runs with different --out folders")
     transcriber = load_transcriber(args.model)
-    for path in args.recordings:
+    for path, target in targets.items():
         segments = transcribe_recording(path, transcriber, args.language, args.max_segment_seconds)
-        target = Path(args.out) / f"{Path(path).stem}{suffix}"
         write_segments(target, segments)
         print(f"{path}: {len(segments)} segments -> {target}")
     return 0
