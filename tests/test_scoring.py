@@ -115,7 +115,6 @@ def test_cpwer_and_tcpwer_by_hand():
     assert speaker_attributed_wer(reference, late, "basic", collar=5).errors == 4
 
 
-
 def test_a_session_the_hypothesis_lacks_counts_every_reference_word_deleted():
     # the VAD heard nobody in a conversation: its hypothesis has no segment, which meeteval alone refuses
     reference = [seg("A", 0, 2, "hello there"), seg("B", 2, 4, "good morning"), seg("A", 0, 2, "so", "s2")]
@@ -125,6 +124,7 @@ def test_a_session_the_hypothesis_lacks_counts_every_reference_word_deleted():
         assert (rate.errors, rate.deletions, rate.length, rate.missed_speakers) == (4, 4, 5, 2)
     silent = speaker_attributed_wer(reference[:2], [], "basic", 5)
     assert (silent.rate, silent.deletions) == (1.0, 4)
+
 
 def test_der_by_hand():
     reference = [seg("A", 0, 10, ""), seg("B", 10, 20, "")]
